@@ -1,0 +1,38 @@
+# launchdeck: every target works from a fresh clone; `make install` is implied where needed.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+# Extra pip arguments for torch, e.g. TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu".
+TORCH_PIP_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: install test lint configs clean help
+
+help:
+	@echo "make install   create $(VENV) with pinned torch/deepspeed/transformers and launchdeck (editable)"
+	@echo "make test      run the test suite (what CI runs)"
+	@echo "make configs   regenerate ds_configs/ from strategies/"
+	@echo "make lint      ruff"
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt $(TORCH_PIP_ARGS) torch
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check launcher tests
+
+configs: $(STAMP)
+	$(BIN)/python -m launcher.refconfigs ds_configs
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

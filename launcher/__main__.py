@@ -1,0 +1,5 @@
+"""``python -m launcher`` is ``launchdeck``."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,17 @@
+"""One error family. The CLI turns any of these into one line on stderr and exit code 2."""
+
+
+class LaunchdeckError(Exception):
+    """Base class: a problem with the user's input or environment, never a bug of ours."""
+
+
+class StrategyError(LaunchdeckError):
+    """A strategy file, an override or the catalog itself is invalid."""
+
+
+class RenderError(LaunchdeckError):
+    """A valid strategy cannot be rendered for the requested cluster (batch arithmetic, precision...)."""
+
+
+class ConfigCheckError(RenderError):
+    """DeepSpeed's own config parser rejected a rendered config."""

@@ -1,0 +1,55 @@
+"""Pure rendering: ``Strategy × Cluster → RenderedConfig``. No I/O, no processes, no torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import RenderError
+from ..strategy import Strategy
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """The shape a config is rendered for."""
+
+    world_size: int
+    gpus_per_node: int | None = None  # default: min(world_size, 8)
+
+    def __post_init__(self) -> None:
+        if self.world_size < 1:
+            raise RenderError(f"world size must be >= 1, got {self.world_size}")
+        if self.gpus_per_node is not None and self.gpus_per_node < 1:
+            raise RenderError(f"gpus per node must be >= 1, got {self.gpus_per_node}")
+
+    @property
+    def ranks_per_node(self) -> int:
+        """Ranks sharing a node: the node size, or the whole world when it fits in one node."""
+        return min(self.gpus_per_node or 8, self.world_size)
+
+
+@dataclass(frozen=True)
+class RenderedConfig:
+    """What an engine needs: ``config`` is the file written to disk (DeepSpeed JSON or settings)."""
+
+    strategy: Strategy
+    cluster: Cluster
+    engine: str
+    config: dict[str, Any]
+    data_parallel_size: int
+
+
+def render(strategy: Strategy, cluster: Cluster, *, hf: bool = False) -> RenderedConfig:
+    """Render ``strategy`` for ``cluster`` with the engine's renderer."""
+    if hf and strategy.engine != "deepspeed":
+        raise RenderError(f"--hf renders DeepSpeed configs; '{strategy.name}' uses engine {strategy.engine}")
+    if hf and strategy.pipeline:
+        raise RenderError(f"--hf: the Hugging Face Trainer does not run DeepSpeed pipeline parallelism "
+                          f"('{strategy.name}' has {strategy.pipeline.stages} pipeline stages)")
+    if strategy.engine == "deepspeed":
+        from . import deepspeed as renderer
+    elif strategy.engine == "horovod":
+        from . import horovod as renderer
+    else:
+        from . import ddp as renderer
+    return renderer.render(strategy, cluster, hf=hf)
