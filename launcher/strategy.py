@@ -98,7 +98,6 @@ class DDP:
     static_graph: bool = knob(False, "The graph is the same every step: lets DDP skip per-step bookkeeping.")
     gradient_as_bucket_view: bool = knob(True, "Gradients are views into the buckets: saves a copy.")
     find_unused_parameters: bool = knob(False, "Search the graph for parameters without gradients.")
-    broadcast_buffers: bool = knob(True, "Broadcast buffers from rank 0 at every forward.")
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ COMMANDS = {
     "strategies": "launcher.cli.strategies:strategies",
     "show": "launcher.cli.show:show",
     "render": "launcher.cli.render:render",
+    "launch": "launcher.cli.launch:launch",
 }
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from ..errors import RenderError
 from ..strategy import Strategy
@@ -15,6 +15,7 @@ class Cluster:
 
     world_size: int
     gpus_per_node: int | None = None  # default: min(world_size, 8)
+    accelerator: Literal["gpu", "cpu"] = "gpu"
 
     def __post_init__(self) -> None:
         if self.world_size < 1:
@@ -46,6 +47,9 @@ def render(strategy: Strategy, cluster: Cluster, *, hf: bool = False) -> Rendere
     if hf and strategy.pipeline:
         raise RenderError(f"--hf: the Hugging Face Trainer does not run DeepSpeed pipeline parallelism "
                           f"('{strategy.name}' has {strategy.pipeline.stages} pipeline stages)")
+    if cluster.accelerator == "cpu" and strategy.training.precision == "fp16":
+        raise RenderError("training.precision fp16 is not supported on CPU (DeepSpeed and torch autocast refuse "
+                          "it); use bf16 or fp32")
     if strategy.engine == "deepspeed":
         from . import deepspeed as renderer
     elif strategy.engine == "horovod":

@@ -40,7 +40,7 @@ def deepspeed_config(strategy: Strategy, cluster: Cluster, batch: Batch) -> dict
         "steps_per_print": t.log_interval,
         "wall_clock_breakdown": False,
         **_precision(strategy),
-        "optimizer": _optimizer(strategy),
+        "optimizer": _optimizer(strategy, cluster),
         "scheduler": _scheduler(strategy),
         "zero_optimization": _zero(strategy.zero or Zero(), cluster),
     }
@@ -84,11 +84,13 @@ def _precision(strategy: Strategy) -> dict[str, Any]:
     return {}
 
 
-def _optimizer(strategy: Strategy) -> dict[str, Any]:
-    o = strategy.optimizer
+def _optimizer(strategy: Strategy, cluster: Cluster) -> dict[str, Any]:
+    o, zero = strategy.optimizer, strategy.zero or Zero()
     params: dict[str, Any] = {"lr": o.lr, "betas": list(o.betas), "eps": o.eps, "weight_decay": o.weight_decay}
     if o.type == "adam":
         params["adam_w_mode"] = False  # DeepSpeed's "Adam" is AdamW unless told otherwise
+    if cluster.accelerator == "cpu" and zero.offload_optimizer.device == "none":
+        params["torch_adam"] = True  # FusedAdam is a GPU kernel; on CPU torch's Adam(W) is the fast path
     return {"type": _OPTIMIZER_TYPES[o.type], "params": params}
 
 

@@ -1,0 +1,74 @@
+"""``launchdeck launch``: train a strategy on this machine (the payload, or your script after --)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ..launch import LaunchRequest
+from .options import overrides_from, strategy_overrides
+
+PRESETS = ["tiny", "125m", "350m", "1b"]  # launcher.train.model.PRESETS, kept here to stay torch-free
+
+
+@click.command(context_settings={"ignore_unknown_options": False})
+@click.argument("name")
+@click.argument("script", nargs=-1, type=click.UNPROCESSED)
+@click.option("--cpu", is_flag=True, envvar="LAUNCHDECK_CPU", help="CPU ranks with gloo even if GPUs are visible.")
+@click.option("--nproc", type=click.IntRange(min=1), envvar="LAUNCHDECK_NPROC",
+              help="Ranks on this machine (default: all visible GPUs, or 2 on CPU).  [env: LAUNCHDECK_NPROC]")
+@click.option("--steps", type=click.IntRange(min=1), envvar="LAUNCHDECK_STEPS", help="Override training.steps.")
+@click.option("--model", type=click.Choice(PRESETS), default="tiny", envvar="LAUNCHDECK_MODEL", show_default=True,
+              help="Payload model preset.")
+@click.option("--data", type=click.Path(exists=True), help="Text file, folder, or JSONL with a 'text' field "
+              "(default: Python's own standard library sources).")
+@click.option("--seq-len", type=click.IntRange(min=8), help="Payload sequence length (default: the preset's).")
+@strategy_overrides
+@click.option("--run-dir", type=click.Path(file_okay=False), help="This run's record directory "
+              "(default: runs/<timestamp>-<strategy>).")
+@click.option("--save-every", type=click.IntRange(min=0), default=0, help="Checkpoint every K steps "
+              "(always at the end).")
+@click.option("--resume", metavar="RUN|CKPT|last", help="Continue from the latest complete checkpoint of a run "
+              "directory, a checkpoint directory, or 'last' (the newest run of this strategy).")
+@click.option("--dry-run", is_flag=True, help="Print the plan (commands, env, rendezvous) and start nothing.")
+@click.option("--json", "as_json", is_flag=True, help="With --dry-run: the plan as JSON.")
+@click.option("--crash-at", metavar="RANK:STEP", hidden=True, help="Fault drill: RANK exits 17 before STEP.")
+def launch(name: str, script: tuple[str, ...], cpu: bool, nproc: int | None, steps: int | None, model: str,
+           data: str | None, seq_len: int | None, sets: tuple[str, ...], micro_batch: int | None,
+           grad_accum: int | None, precision: str | None, run_dir: str | None, save_every: int,
+           resume: str | None, dry_run: bool, as_json: bool, crash_at: str | None) -> None:
+    """Train strategy NAME on this machine and keep a run record.
+
+    \b
+    Without SCRIPT, trains launchdeck's payload (a Llama-style LM on local text).
+    With `-- SCRIPT ARGS…`, runs your script on every rank instead; it finds the rendered
+    config in $LAUNCHDECK_CONFIG (DeepSpeed strategies also get --deepspeed_config PATH).
+    Examples:
+      launchdeck launch zero3 --steps 50
+      launchdeck launch ddp --cpu --nproc 4 --dry-run
+      launchdeck launch zero2 -- train.py --epochs 1
+    """
+    from .. import execute, record
+    from .. import launch as planner
+
+    request = LaunchRequest(strategy=name, overrides=tuple(overrides_from(sets, micro_batch, grad_accum, precision)),
+                            nproc=nproc, cpu=cpu, steps=steps, model=model, data=data, seq_len=seq_len,
+                            run_dir=run_dir, save_every=save_every, resume=resume, crash_at=crash_at, script=script)
+    prepared = planner.prepare(request)
+    for notice in prepared.notices:
+        click.echo(notice, err=True)
+    plan = prepared.plan
+    if dry_run:
+        click.echo(plan.to_json() if as_json else plan.describe(), nl=False)
+        return
+    run_dir_path = Path(plan.run_dir)
+    record.create(run_dir_path)
+    record.write_inputs(run_dir_path, prepared.rendered, plan)
+    outcome = execute.run(plan)
+    record.write_outcome(run_dir_path, outcome)
+    if outcome.returncode:
+        click.echo(execute.report(outcome), err=True, nl=False)
+        sys.exit(execute.exit_code_for(outcome))
+    click.echo(f"launchdeck: run record: {plan.run_dir}", err=True)

@@ -1,0 +1,52 @@
+"""The launch plan: per node, the exact argv, working dir, interpreter and env. Runs nothing.
+
+``--dry-run`` prints it; the executor runs it; the run record keeps it as ``plan.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shlex
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    host: str
+    argv: list[str]
+    cwd: str
+    interpreter: str
+    env: dict[str, str] = field(default_factory=dict)  # set on top of the inherited environment
+    ranks: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    strategy: str
+    engine: str
+    transport: str
+    world_size: int
+    master_addr: str
+    master_port: int
+    run_dir: str
+    config_path: str
+    nodes: list[NodePlan]
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2) + "\n"
+
+    def describe(self) -> str:
+        """Human-readable; every command is a copy-pasteable, shell-quoted line."""
+        lines = [f"strategy {self.strategy} ({self.engine}) via {self.transport}: world size {self.world_size}, "
+                 f"rendezvous {self.master_addr}:{self.master_port}",
+                 f"run record: {self.run_dir}", f"config: {self.config_path}"]
+        for node in self.nodes:
+            lines.append(f"[{node.host}] ranks {_span(node.ranks)} in {node.cwd}")
+            lines += [f"  env {k}={shlex.quote(v)}" for k, v in sorted(node.env.items())]
+            lines.append("  " + shlex.join(node.argv))
+        return "\n".join(lines) + "\n"
+
+
+def _span(ranks: list[int]) -> str:
+    return f"{ranks[0]}-{ranks[-1]}" if len(ranks) > 1 else str(ranks[0]) if ranks else "-"

@@ -1,0 +1,148 @@
+"""The training loop: set up this rank, build model and engine, train, checkpoint, report."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from . import checkpoint, runtime
+from .data import Batches, load_corpus
+from .engines import create
+from .metrics import Meter
+from .model import PRESETS, build_model, count_parameters
+
+CRASH_EXIT_CODE = 17
+
+
+@dataclass
+class Context:
+    """What engines need besides the config: where they run and how to get their data."""
+
+    runtime: runtime.Runtime
+    corpus: object
+    seq_len: int
+    micro_batch: int
+    seed: int
+    activation_checkpointing: bool
+
+    def batches(self, dp_rank: int) -> Batches:
+        return Batches(self.corpus, self.seq_len, self.micro_batch, self.seed, dp_rank)
+
+
+def train(args, started: float) -> int:
+    runtime.die_with_parent()
+    rt = runtime.detect(force_cpu=args.cpu)
+    if rt.device.type == "cpu":
+        runtime.set_cpu_threads(rt)
+    _init_process_group(args.engine, rt)
+    config = json.loads(Path(args.config).read_text())
+    context = _context(args, config, rt)
+    engine = create(args.engine, config, build_model(args.model, context.seq_len, args.seed), context)
+    start = _resume(engine, args.resume_from) if args.resume_from else 0
+    tokens_per_step = _global_batch(args.engine, config) * context.seq_len
+    meter = Meter(args.steps, tokens_per_step, args.log_interval, rt.device, started, verbose=rt.is_main)
+    if rt.is_main:
+        print(f"launchdeck: {args.strategy} on {rt.world_size} {rt.device.type} rank(s) ({rt.backend}); model "
+              f"{args.model} ({count_parameters(engine_model(engine)) / 1e6:.2f} M params), steps {start}→{args.steps}",
+              flush=True)
+    crash = _crash_plan(args.crash_at)
+    ckpt_root = Path(args.ckpt_dir or Path(args.run_dir or ".") / "checkpoints")
+    for step in range(start, args.steps):
+        if crash == (rt.rank, step):
+            print(f"fault drill: rank {rt.rank} exits with {CRASH_EXIT_CODE} before step {step + 1}", flush=True)
+            os._exit(CRASH_EXIT_CODE)
+        meter.update(step, engine.train_step(step), engine.lr())
+        done = step + 1
+        if (args.save_every and done % args.save_every == 0) or done == args.steps:
+            save(engine, ckpt_root, done, rt)
+    _finish(args, engine, meter, rt, start)
+    return 0
+
+
+def engine_model(engine) -> torch.nn.Module:
+    return engine.model.module if hasattr(engine, "model") else engine.engine.module
+
+
+def save(engine, root: Path, step: int, rt: runtime.Runtime) -> None:
+    """Every rank writes into the partial directory; rank 0 publishes it after a barrier."""
+    if rt.is_main:
+        root.mkdir(parents=True, exist_ok=True)
+        checkpoint.sweep_partials(root)
+        checkpoint.partial_dir(root, step).mkdir()
+    dist.barrier()
+    engine.save(str(checkpoint.partial_dir(root, step)), step)
+    dist.barrier()
+    if rt.is_main:
+        checkpoint.publish(root, step)
+    dist.barrier()
+
+
+def _resume(engine, source: str) -> int:
+    found = checkpoint.latest(Path(source))
+    if found is None:
+        raise SystemExit(f"launchdeck: error: --resume: no complete checkpoint under {source}")
+    step = engine.load(str(found))
+    if dist.get_rank() == 0:
+        print(f"launchdeck: resumed from {found} (step {step})", flush=True)
+    return step
+
+
+def _init_process_group(engine: str, rt: runtime.Runtime) -> None:
+    if engine == "deepspeed":
+        import deepspeed
+
+        deepspeed.init_distributed(dist_backend=rt.backend)
+    else:
+        dist.init_process_group(rt.backend)
+
+
+def _context(args, config: dict, rt: runtime.Runtime) -> Context:
+    seq_len = args.seq_len or PRESETS[args.model].seq_len
+    if args.engine == "deepspeed":
+        micro, checkpointing = config["train_micro_batch_size_per_gpu"], "activation_checkpointing" in config
+    else:
+        micro, checkpointing = config["training"]["micro_batch"], config["training"]["activation_checkpointing"]
+    return Context(rt, load_corpus(args.data), seq_len, micro, args.seed, checkpointing)
+
+
+def _global_batch(engine: str, config: dict) -> int:
+    return config["train_batch_size"] if engine == "deepspeed" else config["training"]["global_batch"]
+
+
+def _crash_plan(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    rank, step = text.split(":")
+    return int(rank), int(step) - 1
+
+
+def _finish(args, engine, meter: Meter, rt: runtime.Runtime, start: int) -> None:
+    digest = engine.digest()
+    digests = [None] * rt.world_size
+    dist.all_gather_object(digests, digest)
+    if hasattr(engine, "close"):
+        engine.close()
+    dist.destroy_process_group()
+    if not rt.is_main:
+        return
+    summary = meter.summary()
+    result = {
+        "strategy": args.strategy, "engine": args.engine, "world_size": rt.world_size, "device": rt.device.type,
+        "model": args.model, "steps": args.steps, "start_step": start, **summary,
+        "param_digests": digests,
+        "params_identical": len(set(digests)) == 1 if engine.identical_replicas else None,
+        "finite": all(math.isfinite(x) for x in summary["losses"]),
+    }
+    print(f"launchdeck: done: loss {result['loss_first']:.4f} → {result['loss_last']:.4f}, "
+          f"{result['steps_per_s']:.2f} steps/s, {result['tokens_per_s']:,.0f} tokens/s", flush=True)
+    if args.run_dir:
+        Path(args.run_dir).mkdir(parents=True, exist_ok=True)
+        tmp = Path(args.run_dir) / ".result.json.tmp"
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+        os.replace(tmp, Path(args.run_dir) / "result.json")

@@ -1,0 +1,1 @@
+"""One module per transport; each turns a launch request into a LaunchPlan and runs nothing."""
