@@ -7,14 +7,24 @@ STAMP := $(VENV)/.installed-stamp
 # Extra pip arguments for torch, e.g. TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu".
 TORCH_PIP_ARGS ?=
 PYTEST_ARGS ?=
+# make launch STRATEGY=zero3 [NPROC=2] [STEPS=50] [MODEL=tiny] [ARGS="--set zero.overlap_comm=false"]
+STRATEGY ?= zero3
+NPROC ?=
+STEPS ?=
+MODEL ?= tiny
+ARGS ?=
+SMOKE_STEPS ?= 12
 
-.PHONY: install test lint configs clean help
+.PHONY: install test lint configs launch smoke bench clean help
 
 help:
 	@echo "make install   create $(VENV) with pinned torch/deepspeed/transformers and launchdeck (editable)"
 	@echo "make test      run the test suite (what CI runs)"
 	@echo "make configs   regenerate ds_configs/ from strategies/"
 	@echo "make lint      ruff"
+	@echo "make launch    train STRATEGY (default zero3) on all local GPUs, or 2 CPU ranks without one"
+	@echo "make smoke     every strategy for a few steps on 2 CPU ranks, one table"
+	@echo "make bench     launch overhead vs torchrun and steps/s per strategy -> runs/bench-*/report.md"
 
 install: $(STAMP)
 
@@ -29,10 +39,20 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check launcher tests
+	$(BIN)/ruff check launcher tests benchmarks
 
 configs: $(STAMP)
 	$(BIN)/python -m launcher.refconfigs ds_configs
+
+launch: $(STAMP)
+	$(BIN)/launchdeck launch $(STRATEGY) $(if $(NPROC),--nproc $(NPROC)) $(if $(STEPS),--steps $(STEPS)) \
+		--model $(MODEL) $(ARGS)
+
+smoke: $(STAMP)
+	$(BIN)/python benchmarks/smoke.py $(SMOKE_STEPS)
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -29,8 +29,7 @@ class Failure:
     host: str
     rank: int
     exit_code: int
-    log_tail: list[str]
-    log_path: str
+    log_tails: dict[str, list[str]]  # log path -> its last lines (stderr first, then stdout)
 
 
 @dataclass(frozen=True)
@@ -94,20 +93,18 @@ def _pump(proc: subprocess.Popen, console, log) -> list[str]:
     return tail
 
 
-def find_failure(agent_output: str, logs: Path, lines: int = 15) -> Failure | None:
+def find_failure(agent_output: str, logs: Path, lines: int = 12) -> Failure | None:
     """The first failed rank as torch elastic reports it, with the end of that rank's logs."""
     match = _ROOT_CAUSE.search(agent_output)
     if not match:
         return None
     host, rank, code = match.group(1), int(match.group(2)), int(match.group(3))
-    tail, path = [], ""
-    for candidate in (logs / f"rank{rank}.err.log", logs / f"rank{rank}.log"):
-        if candidate.is_file():
-            text = [ln for ln in candidate.read_text(errors="replace").splitlines() if ln.strip()]
-            if text:
-                tail, path = text[-lines:], str(candidate)
-                break
-    return Failure(host, rank, code, tail, path)
+    tails = {}
+    for path in (logs / f"rank{rank}.err.log", logs / f"rank{rank}.log"):
+        text = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()] if path.is_file() else []
+        if text:
+            tails[str(path)] = text[-lines:]
+    return Failure(host, rank, code, tails)
 
 
 def report(outcome: Outcome) -> str:
@@ -119,9 +116,9 @@ def report(outcome: Outcome) -> str:
     code = f"signal {signal.Signals(-f.exit_code).name}" if f.exit_code < 0 else f"exit code {f.exit_code}"
     lines = [f"launchdeck: job failed after {outcome.elapsed_s:.1f} s: rank {f.rank} on {f.host}: {code}; "
              "every other rank was stopped"]
-    if f.log_tail:
-        lines.append(f"--- last lines of {f.log_path} ---")
-        lines += [f"  {line}" for line in f.log_tail]
+    for path, tail in f.log_tails.items():
+        lines.append(f"--- last lines of {path} ---")
+        lines += [f"  {line}" for line in tail]
     return "\n".join(lines) + "\n"
 
 

@@ -17,6 +17,7 @@ from .errors import LaunchdeckError
 from .plan import LaunchPlan
 from .render import Cluster, RenderedConfig, render
 from .resume import find_resume_source
+from .strategy import Strategy
 from .transports import local
 
 DEFAULT_CPU_RANKS = 2
@@ -62,11 +63,13 @@ def prepare(req: LaunchRequest) -> Prepared:
     nproc = req.nproc or gpus or DEFAULT_CPU_RANKS
     if gpus and nproc > gpus:
         raise LaunchdeckError(f"--nproc {nproc} but only {gpus} GPU(s) are visible; use --cpu to run on CPU")
-    notices, overrides = [], list(req.overrides) + ([f"training.steps={req.steps}"] if req.steps else [])
-    strategy = load_strategy(req.strategy, overrides)
-    if not gpus and strategy.training.precision == "fp16":
-        notices.append("launchdeck: notice: fp16 is not supported on CPU; training in bf16 instead")
-        strategy = load_strategy(req.strategy, [*overrides, "training.precision=bf16"])
+    overrides = list(req.overrides) + ([f"training.steps={req.steps}"] if req.steps else [])
+    strategy, notices = load_strategy(req.strategy, overrides), []
+    if not gpus:
+        adaptations = cpu_adaptations(strategy)
+        if adaptations:
+            strategy = load_strategy(req.strategy, [*overrides, *(o for o, _ in adaptations)])
+            notices = [f"launchdeck: notice: {why}" for _, why in adaptations]
     if strategy.engine == "horovod":
         raise LaunchdeckError("launching the horovod engine is not supported yet (render works: "
                               "launchdeck render horovod -n N)")
@@ -78,6 +81,18 @@ def prepare(req: LaunchRequest) -> Prepared:
     plan = local.plan(strategy=strategy.name, engine=strategy.engine, nproc=nproc, run_dir=str(run_dir.absolute()),
                       config_path=config_path, command=command, env=env, threads=threads)
     return Prepared(rendered, plan, notices)
+
+
+def cpu_adaptations(strategy: Strategy) -> list[tuple[str, str]]:
+    """What a CPU run must change (override, reason): features whose kernels exist only on GPUs."""
+    changes = []
+    if strategy.training.precision == "fp16":
+        changes.append(("training.precision=bf16", "fp16 is not supported on CPU; training in bf16 instead"))
+    zero = strategy.zero
+    for knob, label in (("quantized_weights", "qwZ"), ("quantized_gradients", "qgZ")):
+        if zero is not None and getattr(zero, knob):
+            changes.append((f"zero.{knob}=false", f"ZeRO++ {label} (zero.{knob}) has no CPU kernel; off on CPU"))
+    return changes
 
 
 def _command(req: LaunchRequest, rendered: RenderedConfig, run_dir: str, config_path: str,

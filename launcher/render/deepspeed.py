@@ -21,6 +21,10 @@ _OPTIMIZER_TYPES = {"adamw": "AdamW", "adam": "Adam"}
 
 
 def render(strategy: Strategy, cluster: Cluster, *, hf: bool = False) -> RenderedConfig:
+    zero = strategy.zero or Zero()
+    if cluster.accelerator == "cpu" and (zero.quantized_weights or zero.quantized_gradients):
+        raise RenderError("ZeRO++ quantization (zero.quantized_weights / zero.quantized_gradients) has no CPU "
+                          "kernel in DeepSpeed; set both to false on CPU")
     stages = strategy.pipeline.stages if strategy.pipeline else 1
     batch = solve(strategy.training, data_parallel_size(cluster.world_size, stages))
     config = deepspeed_config(strategy, cluster, batch)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +39,8 @@ class Context:
 
 def train(args, started: float) -> int:
     runtime.die_with_parent()
+    # DeepSpeed calls a collective torch deprecated: one warning per rank per call, nothing to act on.
+    warnings.filterwarnings("ignore", message=r".*`torch\.distributed\.\w+` is deprecated", category=FutureWarning)
     rt = runtime.detect(force_cpu=args.cpu)
     if rt.device.type == "cpu":
         runtime.set_cpu_threads(rt)
@@ -96,7 +100,9 @@ def _resume(engine, source: str) -> int:
 def _init_process_group(engine: str, rt: runtime.Runtime) -> None:
     if engine == "deepspeed":
         import deepspeed
+        from deepspeed.utils import logger
 
+        logger.setLevel(logging.WARNING)  # our progress lines replace its per-step INFO chatter
         deepspeed.init_distributed(dist_backend=rt.backend)
     else:
         dist.init_process_group(rt.backend)

@@ -1,0 +1,105 @@
+"""`make bench`: launch overhead vs plain torchrun, payload speed under both, steps/s per strategy.
+
+Writes runs/bench-<time>/report.md (and report.json). Alternates the two sides of every comparison
+so drift on a shared machine hits both equally; reports medians.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from common import LAUNCHDECK, REPO, read_result, table, timed
+
+from launcher.catalog import load_strategy, names
+
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def launch_overhead(root: Path, repeats: int) -> dict:
+    trivial = str(REPO / "benchmarks" / "trivial.py")
+    ours, plain = [], []
+    for i in range(repeats):
+        seconds, done = timed([*LAUNCHDECK, "launch", "ddp", "--cpu", "--nproc", "2",
+                               "--run-dir", str(root / f"trivial-{i}"), "--", trivial], ENV)
+        assert done.returncode == 0, done.stderr
+        ours.append(seconds)
+        seconds, done = timed([*TORCHRUN, trivial], ENV)
+        assert done.returncode == 0, done.stderr
+        plain.append(seconds)
+    return {"launchdeck_s": ours, "torchrun_s": plain,
+            "ratio": statistics.median(ours) / statistics.median(plain)}
+
+
+def payload_speed(root: Path, repeats: int, steps: int) -> dict:
+    config = root / "ddp-config.json"
+    done = timed([*LAUNCHDECK, "render", "ddp", "-n", "2", "--set", f"training.steps={steps}", "-o", str(config)])[1]
+    assert done.returncode == 0, done.stderr
+    ours, plain = [], []
+    for i in range(repeats):
+        run = root / f"payload-ld-{i}"
+        assert timed([*LAUNCHDECK, "launch", "ddp", "--cpu", "--steps", str(steps), "--run-dir", str(run)],
+                     ENV)[1].returncode == 0
+        ours.append(read_result(run)["steps_per_s"])
+        run = root / f"payload-tr-{i}"
+        done = timed([*TORCHRUN, "-m", "launcher.train", "--engine", "ddp", "--config", str(config), "--steps",
+                      str(steps), "--cpu", "--run-dir", str(run)], ENV)[1]
+        assert done.returncode == 0, done.stderr
+        plain.append(read_result(run)["steps_per_s"])
+    return {"launchdeck_steps_per_s": ours, "torchrun_steps_per_s": plain,
+            "ratio": statistics.median(ours) / statistics.median(plain)}
+
+
+def strategies(root: Path, steps: int) -> list[dict]:
+    rows = []
+    for name in names():
+        if load_strategy(name).engine == "horovod":
+            continue
+        run = root / f"strategy-{name}"
+        seconds, done = timed([*LAUNCHDECK, "launch", name, "--cpu", "--steps", str(steps), "--run-dir", str(run)])
+        r = read_result(run) or {}
+        rows.append({"strategy": name, "ok": done.returncode == 0, "steps_per_s": r.get("steps_per_s"),
+                     "tokens_per_s": r.get("tokens_per_s"), "time_to_first_step_s": r.get("time_to_first_step_s"),
+                     "peak_mem_mb": r.get("peak_mem_mb"), "wall_s": seconds})
+    return rows
+
+
+def main() -> int:
+    root = REPO / "runs" / f"bench-{time.strftime('%Y%m%d-%H%M%S')}"
+    root.mkdir(parents=True)
+    repeats = int(os.environ.get("BENCH_REPEATS", 7))
+    overhead = launch_overhead(root, repeats)
+    speed = payload_speed(root, max(3, repeats // 2), steps=60)
+    rows = strategies(root, steps=40)
+    lines = [f"# launchdeck bench ({time.strftime('%Y-%m-%d %H:%M')} UTC, {os.cpu_count()} cores, CPU, 2 ranks)", "",
+             "## Launch overhead: trivial gloo init + barrier", "",
+             f"median launchdeck {statistics.median(overhead['launchdeck_s']):.2f} s vs torchrun "
+             f"{statistics.median(overhead['torchrun_s']):.2f} s over {repeats} alternating runs: "
+             f"ratio **{overhead['ratio']:.3f}**", "",
+             "## Payload speed (ddp, tiny model, 60 steps)", "",
+             f"median launchdeck {statistics.median(speed['launchdeck_steps_per_s']):.2f} steps/s vs torchrun "
+             f"{statistics.median(speed['torchrun_steps_per_s']):.2f} steps/s: ratio **{speed['ratio']:.3f}**", "",
+             "## Strategies (tiny model, 40 steps)", "",
+             table(["strategy", "ok", "steps/s", "tokens/s", "first step s", "peak MB", "wall s"],
+                   [[r["strategy"], "ok" if r["ok"] else "FAIL", _f(r["steps_per_s"]), _f(r["tokens_per_s"], 0),
+                     _f(r["time_to_first_step_s"]), _f(r["peak_mem_mb"], 0), _f(r["wall_s"], 1)] for r in rows])]
+    report = "\n".join(lines) + "\n"
+    (root / "report.md").write_text(report)
+    (root / "report.json").write_text(json.dumps({"overhead": overhead, "payload": speed, "strategies": rows},
+                                                 indent=2) + "\n")
+    print(report)
+    print(f"written: {root / 'report.md'}", file=sys.stderr)
+    return 0
+
+
+def _f(value, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
