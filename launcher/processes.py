@@ -55,18 +55,27 @@ def signal_all(pids: list[int], sig: signal.Signals) -> None:
 
 
 def terminate_tree(root: int = 0, grace: float = 5.0) -> list[int]:
-    """SIGTERM every descendant of ``root`` (default: us), SIGKILL what is left after ``grace`` s."""
+    """SIGTERM every descendant of ``root`` (default: us), SIGKILL what is left after ``grace`` s.
+
+    Returns every process that was signalled."""
     root = root or os.getpid()
-    pids = descendants(root)
-    signal_all(pids, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while pids and time.monotonic() < deadline:
+    targets = descendants(root)
+    signal_all(targets, signal.SIGTERM)
+    stubborn = _wait_gone(root, grace)
+    signal_all(stubborn, signal.SIGKILL)
+    _wait_gone(root, 2.0)
+    return targets
+
+
+def _wait_gone(root: int, seconds: float) -> list[int]:
+    """Reap and poll until ``root`` has no descendants or ``seconds`` pass; returns the survivors."""
+    deadline = time.monotonic() + seconds
+    while True:
         _reap()
+        alive = descendants(root)
+        if not alive or time.monotonic() >= deadline:
+            return alive
         time.sleep(0.05)
-        pids = descendants(root)
-    signal_all(pids, signal.SIGKILL)
-    _reap()
-    return pids
 
 
 def _reap() -> None:

@@ -78,3 +78,15 @@ def test_user_script_gets_config_and_rank_env(tmp_path):
     seen = [json.loads((run_dir / f"rank{r}.json").read_text()) for r in range(3)]
     assert {s["rank"] for s in seen} == {"0", "1", "2"}
     assert all(s["world"] == "3" and s["batch"] == 12 and s["args"] == ["--epochs", "1"] for s in seen)
+
+
+def test_zero3_parameter_offload_without_optimizer_offload_exits_cleanly(tmp_path):
+    """The combination that aborted at exit in DESIGN.md's measurements (rc 250): it must train and exit 0."""
+    run_dir = tmp_path / "run"
+    done = launchdeck("launch", "zero3", "--cpu", "--steps", "6", "--set", "zero.offload_param.device=cpu",
+                      "--run-dir", str(run_dir), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "terminate called" not in (run_dir / "logs" / "rank0.err.log").read_text()
+    config = json.loads((run_dir / "config.json").read_text())["zero_optimization"]
+    assert config["offload_param"]["device"] == "cpu" and "offload_optimizer" not in config
+    assert result(run_dir)["params_identical"] is True

@@ -50,4 +50,5 @@ def build_model(preset: str, seq_len: int | None = None, seed: int = 0):
 
 
 def count_parameters(model) -> int:
-    return sum(p.numel() for p in model.parameters())
+    """Full parameter count, also under ZeRO-3 (whose partitioned parameters report numel 0)."""
+    return sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters())

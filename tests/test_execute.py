@@ -1,0 +1,85 @@
+"""The executor's pieces: reading torch elastic's failure report, ancestry-based teardown."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from launcher import processes
+from launcher.execute import Failure, Outcome, exit_code_for, find_failure, report
+
+AGENT_OUTPUT = """
+Failures:
+[1]:
+  time      : 2026-11-22_05:56:27
+  host      : node-a
+  rank      : 0 (local_rank: 0)
+  exitcode  : -15 (pid: 4534)  (SIGTERM)
+------------------------------------------------------------
+Root Cause (first observed failure):
+[0]:
+  time      : 2026-11-22_05:56:27
+  host      : node-b
+  rank      : 3 (local_rank: 1)
+  exitcode  : 17 (pid: 4535)
+  error_file: <N/A>
+"""
+
+
+def test_the_root_cause_names_the_first_failed_rank_and_its_logs(tmp_path):
+    (tmp_path / "rank3.err.log").write_text("warning\nTraceback\nValueError: boom\n")
+    (tmp_path / "rank3.log").write_text("step 1\n\nstep 2\n")
+    failure = find_failure(AGENT_OUTPUT, tmp_path)
+    assert (failure.host, failure.rank, failure.exit_code) == ("node-b", 3, 17)
+    assert list(failure.log_tails.values()) == [["warning", "Traceback", "ValueError: boom"], ["step 1", "step 2"]]
+    text = report(Outcome(1, 4.2, False, failure))
+    assert "rank 3 on node-b: exit code 17" in text and "ValueError: boom" in text
+    assert exit_code_for(Outcome(1, 4.2, False, failure)) == 17
+
+
+def test_signals_and_interrupts_map_to_exit_codes():
+    killed = Failure("h", 0, -9, {})
+    assert "signal SIGKILL" in report(Outcome(1, 1.0, False, killed))
+    assert exit_code_for(Outcome(1, 1.0, False, killed)) == 1
+    assert exit_code_for(Outcome(1, 1.0, True, None)) == 130
+    assert exit_code_for(Outcome(0, 1.0, False, None)) == 0
+    assert find_failure("no report here", "/nonexistent") is None
+
+
+def test_terminate_tree_kills_descendants_and_orphans_but_not_strangers(tmp_path):
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    script = tmp_path / "tree.py"
+    # a child that spawns a grandchild, then exits: the grandchild is orphaned
+    script.write_text("import subprocess, sys, time\n"
+                      "p = subprocess.Popen([sys.executable, '-c', 'import signal, time; "
+                      "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)'])\n"
+                      f"open({str(tmp_path / 'pid')!r}, 'w').write(str(p.pid))\n")
+    probe = (f"import subprocess, sys, time, os\nfrom launcher import processes\nprocesses.become_subreaper()\n"
+             f"subprocess.run([sys.executable, {str(script)!r}])\n"
+             f"grandchild = int(open({str(tmp_path / 'pid')!r}).read())\n"
+             "assert grandchild in processes.descendants(os.getpid())\n"
+             "started = time.monotonic(); killed = processes.terminate_tree(grace=1.0)\n"
+             "assert grandchild in killed and time.monotonic() - started < 5\n"
+             "assert not processes.descendants(os.getpid())\n")
+    try:
+        done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        grandchild = int((tmp_path / "pid").read_text())
+        time.sleep(0.2)
+        assert not os.path.exists(f"/proc/{grandchild}") or "Z" in open(f"/proc/{grandchild}/stat").read().split()[2]
+        assert stranger.poll() is None  # not ours: untouched
+    finally:
+        stranger.send_signal(signal.SIGKILL)
+        stranger.wait()
+
+
+def test_descendants_of_a_process_without_children_is_empty():
+    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(5)"]) as child:
+        try:
+            assert processes.descendants(child.pid) == []
+            assert child.pid in processes.descendants(os.getpid())
+        finally:
+            child.kill()

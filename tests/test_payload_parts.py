@@ -1,0 +1,93 @@
+"""Payload pieces in-process: the pipeline split computes the same model, schedules, data, checkpoints."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from launcher.train import checkpoint
+from launcher.train.schedule import lr_factor
+
+
+def test_pipeline_layers_compute_the_same_causal_lm():
+    import torch
+
+    from launcher.train.model import build_model
+    from launcher.train.pipeline_model import layers_of, lm_loss
+
+    model = build_model("tiny", seq_len=32, seed=3).eval()
+    inputs = torch.randint(0, 256, (2, 32), generator=torch.Generator().manual_seed(0))
+    hidden = inputs
+    with torch.no_grad():
+        for layer in layers_of(model):
+            hidden = layer(hidden)
+        expected = model(input_ids=inputs).logits
+        assert torch.allclose(hidden, expected, atol=1e-5)
+        # causal: changing a later token leaves earlier positions' logits alone
+        changed = inputs.clone()
+        changed[:, -1] = (changed[:, -1] + 1) % 256
+        assert torch.allclose(model(input_ids=changed).logits[:, :-1], expected[:, :-1], atol=1e-5)
+        assert math.isclose(lm_loss(expected, inputs).item(), math.log(256), rel_tol=0.1)  # untrained ≈ uniform
+
+
+@pytest.mark.parametrize("kind, at_end", [("cosine", 0.1), ("linear", 0.0), ("constant", 1.0)])
+def test_schedule_warms_up_then_decays(kind, at_end):
+    factors = [lr_factor(s, kind, warmup=10, total=100, min_ratio=0.1) for s in range(101)]
+    assert factors[0] == 0 and factors[5] == 0.5 and factors[10] == 1.0
+    assert factors[100] == pytest.approx(at_end)
+    assert all(a >= b for a, b in zip(factors[10:], factors[11:], strict=False))
+
+
+def test_batches_are_a_function_of_step_micro_and_rank():
+    import torch
+
+    from launcher.train.data import Batches
+
+    corpus = np.frombuffer(bytes(range(256)) * 64, dtype=np.uint8)
+    a, b = Batches(corpus, 16, 4, seed=1, dp_rank=0), Batches(corpus, 16, 4, seed=1, dp_rank=0)
+    x, y = a.get(5, 1)
+    assert torch.equal(x, b.get(5, 1)[0]) and torch.equal(x[:, 1:], y[:, :-1])
+    assert not torch.equal(x, a.get(5, 2)[0])
+    assert not torch.equal(x, Batches(corpus, 16, 4, seed=1, dp_rank=1).get(5, 1)[0])
+
+
+def test_corpus_from_file_folder_and_jsonl(tmp_path):
+    from launcher.train.data import load_corpus
+
+    (tmp_path / "a.txt").write_text("hello " * 1000)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.md").write_text("world " * 1000)
+    (tmp_path / "c.jsonl").write_text('{"text": "%s"}\n{"text": "%s"}\n' % ("x" * 3000, "y" * 3000))
+    assert load_corpus(str(tmp_path / "a.txt")).size == 6000
+    assert load_corpus(str(tmp_path)).size == 6000 + 6000 + 6002
+    assert bytes(load_corpus(str(tmp_path / "c.jsonl"))[2998:3004]) == b"xx\n\nyy"
+    assert load_corpus(None).size > 1_000_000  # the stdlib sources
+    with pytest.raises(SystemExit, match="only 6 bytes"):
+        (tmp_path / "tiny.txt").write_text("small!")
+        load_corpus(str(tmp_path / "tiny.txt"))
+
+
+def test_checkpoint_publish_is_atomic_and_latest_moves(tmp_path):
+    root = tmp_path / "ckpt"
+    root.mkdir()
+    for step in (4, 8):
+        checkpoint.partial_dir(root, step).mkdir()
+        (checkpoint.partial_dir(root, step) / "state.pt").write_text(str(step))
+        checkpoint.publish(root, step)
+    # a save interrupted half way: its partial directory never becomes `latest`
+    checkpoint.partial_dir(root, 12).mkdir()
+    assert checkpoint.latest(root) == root / "step-000008"
+    assert checkpoint.latest(tmp_path) is None  # "ckpt" is neither the root nor root/checkpoints
+    assert checkpoint.step_of(checkpoint.latest(root)) == 8
+    checkpoint.sweep_partials(root)
+    assert sorted(p.name for p in root.iterdir()) == ["latest", "step-000004", "step-000008"]
+
+
+def test_latest_is_found_from_a_run_directory(tmp_path):
+    root = tmp_path / "checkpoints"
+    root.mkdir()
+    checkpoint.partial_dir(root, 3).mkdir()
+    checkpoint.publish(root, 3)
+    assert checkpoint.latest(tmp_path) == root / "step-000003"
