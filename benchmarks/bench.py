@@ -73,6 +73,10 @@ def main() -> int:
     root = REPO / "runs" / f"bench-{time.strftime('%Y%m%d-%H%M%S')}"
     root.mkdir(parents=True)
     repeats = int(os.environ.get("BENCH_REPEATS", 7))
+    if sys.argv[1:] == ["payload"]:  # just the payload comparison, e.g. to re-measure on a quiet machine
+        speed = payload_speed(root, repeats, steps=60)
+        print(json.dumps(speed, indent=2))
+        return 0
     overhead = launch_overhead(root, repeats)
     speed = payload_speed(root, max(3, repeats // 2), steps=60)
     rows = strategies(root, steps=40)

@@ -11,16 +11,24 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import record
+from . import cluster_env, hosts, record
 from .catalog import load_strategy
 from .errors import LaunchdeckError
 from .plan import LaunchPlan
 from .render import Cluster, RenderedConfig, render
 from .resume import find_resume_source
 from .strategy import Strategy
-from .transports import local
+from .transports import common, local
+from .transports.horovodrun import plan_horovodrun
+from .transports.openmpi import plan_openmpi
+from .transports.slurm import plan_slurm
+from .transports.ssh import plan_pdsh, plan_ssh
+from .transports.torchrun import plan_torchrun
 
 DEFAULT_CPU_RANKS = 2
+TRANSPORTS = {"ssh": plan_ssh, "pdsh": plan_pdsh, "openmpi": plan_openmpi, "slurm": plan_slurm,
+              "horovodrun": plan_horovodrun, "torchrun": plan_torchrun}
+LAUNCHERS = ("local", *TRANSPORTS)
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,16 @@ class LaunchRequest:
     resume: str | None = None
     crash_at: str | None = None
     script: tuple[str, ...] = ()
+    hostfile: str | None = None
+    include: str | None = None
+    exclude: str | None = None
+    launcher: str | None = None  # default: ssh with a hostfile, else local
+    master_addr: str | None = None
+    master_port: int | None = None
+    ssh_port: int | None = None
+    ssh_key: str | None = None
+    network_interface: str | None = None
+    env: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -59,28 +77,72 @@ def visible_gpus() -> int:
 
 
 def prepare(req: LaunchRequest) -> Prepared:
-    gpus = 0 if req.cpu else visible_gpus()
-    nproc = req.nproc or gpus or DEFAULT_CPU_RANKS
-    if gpus and nproc > gpus:
-        raise LaunchdeckError(f"--nproc {nproc} but only {gpus} GPU(s) are visible; use --cpu to run on CPU")
+    """Decide ranks and accelerator, render the strategy, and plan the transport."""
+    transport = req.launcher or ("ssh" if req.hostfile else "local")
+    found = _cluster_hosts(req, transport)
+    if found is None:
+        gpus = 0 if req.cpu else visible_gpus()
+        nproc = req.nproc or gpus or DEFAULT_CPU_RANKS
+        if gpus and nproc > gpus:
+            raise LaunchdeckError(f"--nproc {nproc} but only {gpus} GPU(s) are visible; use --cpu to run on CPU")
+        cpu, world, per_node = not gpus, nproc, nproc
+    else:
+        slots = hosts.apply_filters(hosts.resources(found), req.include, req.exclude)
+        cpu, world, per_node = req.cpu, hosts.world_size(slots), max(len(s) for s in slots.values())
+    strategy, notices = _strategy(req, cpu)
+    rendered = render(strategy, Cluster(world, per_node, "cpu" if cpu else "gpu"))
+    run_dir = (Path(req.run_dir) if req.run_dir else record.new_run_dir(req.runs_root, strategy.name)).absolute()
+    config_path = str(run_dir / "config.json")
+    command, env = _command(req, rendered, str(run_dir), config_path, cpu=cpu)
+    env.update(common.parse_env(req.env))
+    if found is None:
+        threads = max(1, (os.cpu_count() or 1) // world) if cpu else None
+        plan = local.plan(strategy=strategy.name, engine=strategy.engine, nproc=world, run_dir=str(run_dir),
+                          config_path=config_path, command=command, env=env, threads=threads)
+        return Prepared(rendered, plan, notices)
+    master = hosts.check_hostname(req.master_addr, "--master-addr") if req.master_addr else next(iter(slots))
+    ctx = common.ClusterContext(
+        totals={h.name: h.slots for h in found}, slots=slots, command=command,
+        env={**common.forwarded_env(), **env}, run_dir=str(run_dir), config_path=config_path,
+        strategy=strategy.name, engine=strategy.engine, master_addr=master,
+        master_port=common.choose_port(master, str(run_dir), req.master_port), cpu=cpu, ssh_port=req.ssh_port,
+        ssh_key=req.ssh_key, network_interface=req.network_interface,
+        extra={"horovodrun": rendered.config.get("horovodrun", [])} if strategy.engine == "horovod" else {})
+    return Prepared(rendered, TRANSPORTS[transport](ctx), notices)
+
+
+def _cluster_hosts(req: LaunchRequest, transport: str) -> list[hosts.Host] | None:
+    """The hosts of a multi-host transport (None: this machine only)."""
+    if transport == "local":
+        if req.include or req.exclude:
+            raise LaunchdeckError("--include/--exclude filter a --hostfile")
+        return None
+    if transport == "slurm":
+        if req.hostfile:
+            raise LaunchdeckError("--launcher slurm takes its hosts from the allocation; drop --hostfile")
+        return cluster_env.from_slurm(None, req.nproc)
+    if not req.hostfile:
+        raise LaunchdeckError(f"--launcher {transport} needs --hostfile (see: launchdeck hostfile create)")
+    return hosts.read(req.hostfile)
+
+
+def _strategy(req: LaunchRequest, cpu: bool) -> tuple[Strategy, list[str]]:
     overrides = list(req.overrides) + ([f"training.steps={req.steps}"] if req.steps else [])
-    strategy, notices = load_strategy(req.strategy, overrides), []
-    if not gpus:
-        adaptations = cpu_adaptations(strategy)
-        if adaptations:
-            strategy = load_strategy(req.strategy, [*overrides, *(o for o, _ in adaptations)])
-            notices = [f"launchdeck: notice: {why}" for _, why in adaptations]
-    if strategy.engine == "horovod":
-        raise LaunchdeckError("launching the horovod engine is not supported yet (render works: "
-                              "launchdeck render horovod -n N)")
-    rendered = render(strategy, Cluster(nproc, nproc, "gpu" if gpus else "cpu"))
-    run_dir = Path(req.run_dir) if req.run_dir else record.new_run_dir(req.runs_root, strategy.name)
-    config_path = str((run_dir / "config.json").absolute())
-    command, env = _command(req, rendered, str(run_dir.absolute()), config_path, cpu=not gpus)
-    threads = None if gpus else max(1, (os.cpu_count() or 1) // nproc)
-    plan = local.plan(strategy=strategy.name, engine=strategy.engine, nproc=nproc, run_dir=str(run_dir.absolute()),
-                      config_path=config_path, command=command, env=env, threads=threads)
-    return Prepared(rendered, plan, notices)
+    strategy = load_strategy(req.strategy, overrides)
+    adaptations = cpu_adaptations(strategy) if cpu else []
+    if adaptations:
+        strategy = load_strategy(req.strategy, [*overrides, *(o for o, _ in adaptations)])
+    return strategy, [f"launchdeck: notice: {why}" for _, why in adaptations]
+
+
+def check_runnable(plan: LaunchPlan) -> None:
+    """What this version can plan but not yet run: say so before anything starts."""
+    if plan.engine == "horovod":
+        raise LaunchdeckError("running the horovod engine is not supported yet; --dry-run shows the plan and "
+                              "`launchdeck render horovod -n N` the settings")
+    if plan.transport != "local":
+        raise LaunchdeckError(f"running across hosts (--launcher {plan.transport}) is not available yet; "
+                              "--dry-run prints the exact commands for every host")
 
 
 def cpu_adaptations(strategy: Strategy) -> list[tuple[str, str]]:

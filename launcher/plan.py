@@ -32,6 +32,8 @@ class LaunchPlan:
     run_dir: str
     config_path: str
     nodes: list[NodePlan]
+    commands: list[list[str]] = field(default_factory=list)  # what this machine runs (none: run per node)
+    files: dict[str, str] = field(default_factory=dict)  # written into the run record before the start
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2) + "\n"
@@ -45,6 +47,9 @@ class LaunchPlan:
             lines.append(f"[{node.host}] ranks {_span(node.ranks)} in {node.cwd}")
             lines += [f"  env {k}={shlex.quote(v)}" for k, v in sorted(node.env.items())]
             lines.append("  " + shlex.join(node.argv))
+        if self.transport != "local":
+            lines.append("run here:" if self.commands else "run the line above on each node (nothing runs here)")
+            lines += ["  " + shlex.join(command) for command in self.commands]
         return "\n".join(lines) + "\n"
 
 

@@ -59,6 +59,8 @@ def write_inputs(run_dir: Path, rendered: RenderedConfig, plan: LaunchPlan) -> N
     write_atomic(run_dir / "strategy.yaml", strategy_yaml)
     write_atomic(plan.config_path, json.dumps(rendered.config, indent=2) + "\n")
     write_atomic(run_dir / "plan.json", plan.to_json())
+    for path, text in plan.files.items():
+        write_atomic(path, text)
     env = {**{k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIXES)}, **plan.nodes[0].env}
     write_atomic(run_dir / "env.json", json.dumps(redact(env), indent=2, sort_keys=True) + "\n")
     write_atomic(run_dir / "versions.json", json.dumps(versions(), indent=2) + "\n")

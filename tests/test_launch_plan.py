@@ -105,9 +105,10 @@ def test_resume_last_picks_the_newest_run_with_a_checkpoint(tmp_path):
     assert argv[argv.index("--resume-from") + 1] == str(tmp_path / "20260102-000000-ddp")
 
 
-def test_horovod_launch_is_refused_clearly(tmp_path):
-    with pytest.raises(LaunchdeckError, match="not supported yet"):
-        prepare(LaunchRequest("horovod", run_dir=str(tmp_path)))
+def test_horovod_launch_is_planned_but_refused_before_running(tmp_path):
+    plan = prepare(LaunchRequest("horovod", run_dir=str(tmp_path))).plan
+    with pytest.raises(LaunchdeckError, match="horovod engine is not supported yet"):
+        launch.check_runnable(plan)
 
 
 def test_dry_run_starts_nothing_and_imports_no_torch(tmp_path):

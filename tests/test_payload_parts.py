@@ -59,7 +59,7 @@ def test_corpus_from_file_folder_and_jsonl(tmp_path):
     (tmp_path / "a.txt").write_text("hello " * 1000)
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "b.md").write_text("world " * 1000)
-    (tmp_path / "c.jsonl").write_text('{"text": "%s"}\n{"text": "%s"}\n' % ("x" * 3000, "y" * 3000))
+    (tmp_path / "c.jsonl").write_text(f'{{"text": "{"x" * 3000}"}}\n{{"text": "{"y" * 3000}"}}\n')
     assert load_corpus(str(tmp_path / "a.txt")).size == 6000
     assert load_corpus(str(tmp_path)).size == 6000 + 6000 + 6002
     assert bytes(load_corpus(str(tmp_path / "c.jsonl"))[2998:3004]) == b"xx\n\nyy"

@@ -17,6 +17,8 @@ COMMANDS = {
     "show": "launcher.cli.show:show",
     "render": "launcher.cli.render:render",
     "launch": "launcher.cli.launch:launch",
+    "hostfile": "launcher.cli.hostfile:hostfile",
+    "slurm": "launcher.cli.slurm:slurm",
 }
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ..launch import LaunchRequest
+from ..launch import LAUNCHERS, LaunchRequest
 from .options import overrides_from, strategy_overrides
 
 PRESETS = ["tiny", "125m", "350m", "1b"]  # launcher.train.model.PRESETS, kept here to stay torch-free
@@ -32,13 +32,31 @@ PRESETS = ["tiny", "125m", "350m", "1b"]  # launcher.train.model.PRESETS, kept h
               "(always at the end).")
 @click.option("--resume", metavar="RUN|CKPT|last", help="Continue from the latest complete checkpoint of a run "
               "directory, a checkpoint directory, or 'last' (the newest run of this strategy).")
+@click.option("--hostfile", type=click.Path(dir_okay=False), envvar="LAUNCHDECK_HOSTFILE",
+              help="Hosts and slots ('host slots=N' or 'host:N'); a missing file is an error.")
+@click.option("--include", help="Only these hosts/slots: host[:slot,slot]@host… (DeepSpeed syntax).")
+@click.option("--exclude", help="All but these hosts/slots: host[:slot,slot]@host…")
+@click.option("--launcher", "transport", type=click.Choice(LAUNCHERS), envvar="LAUNCHDECK_LAUNCHER",
+              help="How ranks start: local (default), ssh (default with --hostfile), pdsh, openmpi, slurm, "
+                   "horovodrun, torchrun (print per-node commands).")
+@click.option("--master-addr", help="Rendezvous host (default: the first host).")
+@click.option("--master-port", type=click.IntRange(1, 65535), help="Rendezvous port (default: a free one).")
+@click.option("--ssh-port", type=click.IntRange(1, 65535), help="ssh port on the hosts.")
+@click.option("--ssh-key", type=click.Path(dir_okay=False), help="ssh identity file.")
+@click.option("--network-interface", help="NIC for MPI / Horovod traffic (e.g. ib0); no default is assumed.")
+@click.option("--env", "env_pairs", multiple=True, metavar="NAME=VALUE",
+              help="Extra env for every rank on every host (repeatable; values are passed verbatim).")
+@click.option("--check", is_flag=True, help="With --dry-run: also check the config with DeepSpeed's parser.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (commands, env, rendezvous) and start nothing.")
 @click.option("--json", "as_json", is_flag=True, help="With --dry-run: the plan as JSON.")
 @click.option("--crash-at", metavar="RANK:STEP", hidden=True, help="Fault drill: RANK exits 17 before STEP.")
 def launch(name: str, script: tuple[str, ...], cpu: bool, nproc: int | None, steps: int | None, model: str,
            data: str | None, seq_len: int | None, sets: tuple[str, ...], micro_batch: int | None,
            grad_accum: int | None, precision: str | None, run_dir: str | None, save_every: int,
-           resume: str | None, dry_run: bool, as_json: bool, crash_at: str | None) -> None:
+           resume: str | None, hostfile: str | None, include: str | None, exclude: str | None,
+           transport: str | None, master_addr: str | None, master_port: int | None, ssh_port: int | None,
+           ssh_key: str | None, network_interface: str | None, env_pairs: tuple[str, ...], check: bool,
+           dry_run: bool, as_json: bool, crash_at: str | None) -> None:
     """Train strategy NAME on this machine and keep a run record.
 
     \b
@@ -49,20 +67,29 @@ def launch(name: str, script: tuple[str, ...], cpu: bool, nproc: int | None, ste
       launchdeck launch zero3 --steps 50
       launchdeck launch ddp --cpu --nproc 4 --dry-run
       launchdeck launch zero2 -- train.py --epochs 1
+      launchdeck launch zero3 --hostfile hosts --launcher pdsh --dry-run
     """
     from .. import execute, record
     from .. import launch as planner
 
     request = LaunchRequest(strategy=name, overrides=tuple(overrides_from(sets, micro_batch, grad_accum, precision)),
                             nproc=nproc, cpu=cpu, steps=steps, model=model, data=data, seq_len=seq_len,
-                            run_dir=run_dir, save_every=save_every, resume=resume, crash_at=crash_at, script=script)
+                            run_dir=run_dir, save_every=save_every, resume=resume, crash_at=crash_at, script=script,
+                            hostfile=hostfile, include=include, exclude=exclude, launcher=transport,
+                            master_addr=master_addr, master_port=master_port, ssh_port=ssh_port, ssh_key=ssh_key,
+                            network_interface=network_interface, env=env_pairs)
     prepared = planner.prepare(request)
     for notice in prepared.notices:
         click.echo(notice, err=True)
     plan = prepared.plan
+    if check or not dry_run:
+        from ..render.check import check as deepspeed_check
+
+        deepspeed_check(prepared.rendered)  # DeepSpeed's own parser, at this plan's world size
     if dry_run:
         click.echo(plan.to_json() if as_json else plan.describe(), nl=False)
         return
+    planner.check_runnable(plan)
     run_dir_path = Path(plan.run_dir)
     record.create(run_dir_path)
     record.write_inputs(run_dir_path, prepared.rendered, plan)

@@ -28,6 +28,7 @@ class Runtime:
 
 def detect(force_cpu: bool = False) -> Runtime:
     """Read RANK/WORLD_SIZE/LOCAL_RANK (set by torchrun); CPU → gloo, GPU → nccl, one GPU per rank."""
+    adopt_mpi_env()
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
@@ -35,6 +36,15 @@ def detect(force_cpu: bool = False) -> Runtime:
         torch.cuda.set_device(local_rank)
         return Runtime(rank, local_rank, world, local_world, torch.device("cuda", local_rank), "nccl")
     return Runtime(rank, local_rank, world, local_world, torch.device("cpu"), "gloo")
+
+
+def adopt_mpi_env() -> None:
+    """Under mpirun (OpenMPI) ranks come as OMPI_COMM_WORLD_*; torch's env:// wants RANK & co."""
+    mpi = {"RANK": "OMPI_COMM_WORLD_RANK", "WORLD_SIZE": "OMPI_COMM_WORLD_SIZE",
+           "LOCAL_RANK": "OMPI_COMM_WORLD_LOCAL_RANK", "LOCAL_WORLD_SIZE": "OMPI_COMM_WORLD_LOCAL_SIZE"}
+    for name, source in mpi.items():
+        if name not in os.environ and source in os.environ:
+            os.environ[name] = os.environ[source]
 
 
 def set_cpu_threads(runtime: Runtime) -> int:

@@ -38,4 +38,4 @@ def plan(*, strategy: str, engine: str, nproc: int, run_dir: str, config_path: s
                     ranks=list(range(nproc)))
     return LaunchPlan(strategy=strategy, engine=engine, transport="local", world_size=nproc,
                       master_addr="127.0.0.1", master_port=port, run_dir=run_dir, config_path=config_path,
-                      nodes=[node])
+                      nodes=[node], commands=[argv])

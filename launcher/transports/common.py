@@ -1,0 +1,107 @@
+"""What every multi-host transport shares: the per-node torchrun, the env it gets, quoting, ports."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import shlex
+import socket
+import sys
+from dataclasses import dataclass, field
+
+from ..errors import LaunchdeckError
+
+# Forwarded from this environment to every node when set (plus --env K=V and launchdeck's own).
+FORWARD_NAMES = ("PYTHONPATH", "LD_LIBRARY_PATH", "CUDA_HOME", "OMP_NUM_THREADS")
+FORWARD_PREFIXES = ("NCCL_", "GLOO_", "TORCH_", "HF_", "TRANSFORMERS_", "DS_", "HOROVOD_", "LAUNCHDECK_")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+REMOTE_PORT_RANGE = (20000, 30000)  # below Linux's ephemeral range (32768+): no client socket holds one
+
+
+@dataclass(frozen=True)
+class ClusterContext:
+    """Everything a transport needs to plan one job across hosts."""
+
+    totals: dict[str, int]  # host -> slots in the hostfile
+    slots: dict[str, list[int]]  # host -> slot indices in use (after --include/--exclude)
+    command: list[str]  # what each rank runs: ['-m', 'launcher.train', …] or a script
+    env: dict[str, str]  # launchdeck's variables plus forwarded and --env ones
+    run_dir: str
+    config_path: str
+    strategy: str
+    engine: str
+    master_addr: str
+    master_port: int
+    cpu: bool = False
+    ssh_port: int | None = None
+    ssh_key: str | None = None
+    network_interface: str | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def world_size(self) -> int:
+        return sum(len(s) for s in self.slots.values())
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.slots)
+
+
+def parse_env(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """``--env K=V`` (values verbatim: they are quoted wherever a shell could see them)."""
+    env = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not _ENV_NAME.match(name):
+            raise LaunchdeckError(f"--env {pair!r}: expected NAME=VALUE with NAME like [A-Za-z_][A-Za-z0-9_]*")
+        env[name] = value
+    return env
+
+
+def forwarded_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k in FORWARD_NAMES or k.startswith(FORWARD_PREFIXES)}
+
+
+def is_this_machine(host: str) -> bool:
+    return host in ("localhost", "127.0.0.1", "::1", socket.gethostname(), socket.getfqdn())
+
+
+def choose_port(master: str, run_dir: str, requested: int | None) -> int:
+    """--master-port, else a port the kernel reports free when the master is this machine, else a port
+    drawn (seeded by the run) from 20000-29999, below the ephemeral range; `doctor` checks it remotely."""
+    if requested:
+        return requested
+    if is_this_machine(master):
+        from .local import free_port
+
+        return free_port()
+    return random.Random(run_dir).randrange(*REMOTE_PORT_RANGE)
+
+
+def node_torchrun(ctx: ClusterContext, node_rank: int | str, nproc: int) -> list[str]:
+    """The torchrun every node runs (node rank may be a placeholder such as pdsh's %n)."""
+    from .local import torchrun_argv
+
+    argv = torchrun_argv(nproc, len(ctx.slots), 0, ctx.master_addr, ctx.master_port,
+                         os.path.join(ctx.run_dir, "logs"), ctx.command)
+    return [a if not a.startswith("--node-rank=") else f"--node-rank={node_rank}" for a in argv]
+
+
+def node_env(ctx: ClusterContext, host: str) -> dict[str, str]:
+    """The env one node's ranks get: the job's, plus the GPUs its slots name when filtered."""
+    env = dict(ctx.env)
+    slots = ctx.slots[host]
+    if not ctx.cpu and slots != list(range(ctx.totals[host])):
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, slots))
+    return env
+
+
+def remote_command(cwd: str, env: dict[str, str], argv: list[str]) -> str:
+    """One shell line for a remote login shell: every piece quoted, the interpreter by absolute path."""
+    assignments = " ".join(shlex.quote(f"{k}={v}") for k, v in sorted(env.items()))
+    return f"cd {shlex.quote(cwd)} && exec env {assignments} {shlex.join(argv)}"
+
+
+def python() -> str:
+    return sys.executable

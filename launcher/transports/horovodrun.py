@@ -1,0 +1,29 @@
+"""horovodrun: one command for every host, gloo controller, flags from the rendered Horovod settings."""
+
+from __future__ import annotations
+
+import os
+
+from ..plan import LaunchPlan, NodePlan
+from .common import ClusterContext, node_env, python
+
+
+def plan_horovodrun(ctx: ClusterContext) -> LaunchPlan:
+    rendered_args = list(ctx.extra.get("horovodrun", [])) or ["-np", str(ctx.world_size), "--gloo"]
+    argv = ["horovodrun", *rendered_args, "-H", ",".join(f"{h}:{len(s)}" for h, s in ctx.slots.items())]
+    if ctx.network_interface:
+        argv += ["--network-interfaces", ctx.network_interface]
+    if ctx.ssh_port:
+        argv += ["-p", str(ctx.ssh_port)]
+    if ctx.ssh_key:
+        argv += ["-i", ctx.ssh_key]
+    argv += [python(), "-u", *ctx.command]
+    nodes, first = [], 0
+    for host, slots in ctx.slots.items():
+        nodes.append(NodePlan(host, [python(), "-u", *ctx.command], os.getcwd(), python(), node_env(ctx, host),
+                              list(range(first, first + len(slots)))))
+        first += len(slots)
+    env_argv = ["env", *(f"{k}={v}" for k, v in sorted(ctx.env.items())), *argv]  # horovodrun forwards its env
+    return LaunchPlan(strategy=ctx.strategy, engine=ctx.engine, transport="horovodrun", world_size=ctx.world_size,
+                      master_addr=ctx.master_addr, master_port=ctx.master_port, run_dir=ctx.run_dir,
+                      config_path=ctx.config_path, nodes=nodes, commands=[env_argv])

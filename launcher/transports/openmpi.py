@@ -1,0 +1,43 @@
+"""OpenMPI: one mpirun starts every rank; env with -x, hosts from a hostfile in the run record."""
+
+from __future__ import annotations
+
+import os
+
+from ..hosts import Host, format_hosts
+from ..plan import LaunchPlan, NodePlan
+from .common import ClusterContext, node_env, python
+
+
+def hostfile_path(ctx: ClusterContext) -> str:
+    return os.path.join(ctx.run_dir, "hostfile.mpi")
+
+
+def hostfile_text(ctx: ClusterContext) -> str:
+    return format_hosts([Host(h, len(s)) for h, s in ctx.slots.items()], "mpi")
+
+
+def plan_openmpi(ctx: ClusterContext) -> LaunchPlan:
+    env = {**ctx.env, "MASTER_ADDR": ctx.master_addr, "MASTER_PORT": str(ctx.master_port)}
+    argv = ["mpirun", "-np", str(ctx.world_size), "--hostfile", hostfile_path(ctx), "--map-by", "slot",
+            "--bind-to", "none", "--tag-output"]
+    if os.geteuid() == 0:
+        argv.append("--allow-run-as-root")
+    if ctx.network_interface:
+        argv += ["--mca", "btl_tcp_if_include", ctx.network_interface,
+                 "--mca", "oob_tcp_if_include", ctx.network_interface]
+    if ctx.ssh_port or ctx.ssh_key:
+        rsh = (["-p", str(ctx.ssh_port)] if ctx.ssh_port else []) + (["-i", ctx.ssh_key] if ctx.ssh_key else [])
+        argv += ["--mca", "plm_rsh_args", " ".join(rsh)]
+    for name, value in sorted(env.items()):
+        argv += ["-x", f"{name}={value}"]  # mpirun passes the value itself: no shell sees it
+    argv += [python(), "-u", *ctx.command]
+    nodes, first = [], 0
+    for host, slots in ctx.slots.items():
+        nodes.append(NodePlan(host, [python(), "-u", *ctx.command], os.getcwd(), python(),
+                              {**env, **node_env(ctx, host)}, list(range(first, first + len(slots)))))
+        first += len(slots)
+    return LaunchPlan(strategy=ctx.strategy, engine=ctx.engine, transport="openmpi", world_size=ctx.world_size,
+                      master_addr=ctx.master_addr, master_port=ctx.master_port, run_dir=ctx.run_dir,
+                      config_path=ctx.config_path, nodes=nodes, commands=[argv],
+                      files={hostfile_path(ctx): hostfile_text(ctx)})

@@ -1,0 +1,41 @@
+"""Slurm: srun inside an allocation starts one torchrun per node; sizes come from the allocation."""
+
+from __future__ import annotations
+
+import os
+import shlex
+
+from ..plan import LaunchPlan, NodePlan
+from .common import ClusterContext, node_env, node_torchrun, python, remote_command
+
+
+def plan_slurm(ctx: ClusterContext) -> LaunchPlan:
+    """``srun --kill-on-bad-exit=1``: one rank failing ends the step on every node."""
+    nproc = len(next(iter(ctx.slots.values())))
+    per_node = node_torchrun(ctx, "$SLURM_NODEID", nproc)
+    # The node rank is the only thing left for the node's shell to expand; everything else is quoted.
+    line = remote_command(os.getcwd(), ctx.env, per_node).replace(
+        shlex.quote("--node-rank=$SLURM_NODEID"), '--node-rank="$SLURM_NODEID"')
+    command = ["srun", "--kill-on-bad-exit=1", f"--nodes={len(ctx.slots)}", "--ntasks-per-node=1",
+               f"--cpus-per-task={os.environ.get('SLURM_CPUS_ON_NODE', '1')}", "--export=ALL",
+               "sh", "-c", line]
+    nodes = [NodePlan(host, [a.replace("$SLURM_NODEID", str(i)) for a in per_node], os.getcwd(), python(),
+                      node_env(ctx, host), list(range(i * nproc, (i + 1) * nproc)))
+             for i, host in enumerate(ctx.slots)]
+    return LaunchPlan(strategy=ctx.strategy, engine=ctx.engine, transport="slurm", world_size=ctx.world_size,
+                      master_addr=ctx.master_addr, master_port=ctx.master_port, run_dir=ctx.run_dir,
+                      config_path=ctx.config_path, nodes=nodes, commands=[command])
+
+
+def batch_script(*, job_name: str, nodes: int, gpus_per_node: int, time: str, partition: str | None,
+                 account: str | None, launch_args: list[str]) -> str:
+    """A complete sbatch script that runs ``launchdeck launch … --launcher slurm`` in its allocation."""
+    lines = ["#!/bin/bash", f"#SBATCH --job-name={job_name}", f"#SBATCH --nodes={nodes}",
+             f"#SBATCH --ntasks-per-node={gpus_per_node}", f"#SBATCH --time={time}", "#SBATCH --output=%x-%j.out"]
+    if gpus_per_node and "--cpu" not in launch_args:
+        lines.append(f"#SBATCH --gpus-per-node={gpus_per_node}")
+    lines += [f"#SBATCH --partition={partition}"] if partition else []
+    lines += [f"#SBATCH --account={account}"] if account else []
+    lines += ["set -euo pipefail", f"cd {shlex.quote(os.getcwd())}",
+              shlex.join([python(), "-m", "launcher", "launch", *launch_args, "--launcher", "slurm"])]
+    return "\n".join(lines) + "\n"

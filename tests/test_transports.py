@@ -1,0 +1,150 @@
+"""Multi-host plans for every transport: exact commands, env, ranks; hostile input quoted or refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+from launcher import launch
+from launcher.errors import LaunchdeckError
+from launcher.launch import LaunchRequest, prepare
+
+HOSTILE_VALUES = ["$(touch {p})", "`touch {p}`", "a'b;touch {p}", 'a"b$(touch {p})"', "x\ntouch {p}",
+                  "; touch {p}", "| touch {p}", "&& touch {p}", "%n %h", "${{IFS}}touch${{IFS}}{p}"]
+
+
+@pytest.fixture
+def hostfile(tmp_path):
+    path = tmp_path / "hosts"
+    path.write_text("node-a slots=4\nnode-b slots=4\n")
+    return str(path)
+
+
+def plan_for(tmp_path, hostfile, transport, **kw):
+    request = LaunchRequest("zero3", hostfile=hostfile, launcher=transport, run_dir=str(tmp_path / "run"), **kw)
+    return prepare(request).plan
+
+
+@pytest.mark.parametrize("transport", ["ssh", "pdsh", "torchrun"])
+def test_torchrun_per_node_transports(tmp_path, hostfile, transport):
+    plan = plan_for(tmp_path, hostfile, transport, ssh_port=2222)
+    assert (plan.world_size, plan.master_addr) == (8, "node-a")
+    assert 20000 <= plan.master_port < 30000  # remote master: drawn below the ephemeral range
+    for rank, node in enumerate(plan.nodes):
+        assert node.argv[:3] == [sys.executable, "-m", "torch.distributed.run"]
+        assert f"--node-rank={rank}" in node.argv and "--nnodes=2" in node.argv
+        assert "--nproc-per-node=4" in node.argv and "--master-addr=node-a" in node.argv
+        assert node.ranks == list(range(4 * rank, 4 * rank + 4)) and node.interpreter == sys.executable
+    if transport == "ssh":
+        assert [c[c.index("-p") + 1] for c in plan.commands] == ["2222", "2222"]
+        assert [c[-2] for c in plan.commands] == ["node-a", "node-b"]
+    elif transport == "pdsh":
+        (command,) = plan.commands
+        assert command[command.index("-w") + 1] == "node-a,node-b" and "--node-rank=%n" in command[-1]
+    else:
+        assert plan.commands == []
+
+
+def test_openmpi_plan(tmp_path, hostfile):
+    plan = plan_for(tmp_path, hostfile, "openmpi", network_interface="ib0", env=("FOO=bar",))
+    (argv,) = plan.commands
+    assert argv[:3] == ["mpirun", "-np", "8"]
+    assert argv[argv.index("--hostfile") + 1] in plan.files
+    assert plan.files[argv[argv.index("--hostfile") + 1]] == "node-a slots=4\nnode-b slots=4\n"
+    assert ["--mca", "btl_tcp_if_include", "ib0"] == argv[argv.index("btl_tcp_if_include") - 1:][:3]
+    assert "FOO=bar" in argv and "MASTER_ADDR=node-a" in argv and f"MASTER_PORT={plan.master_port}" in argv
+
+
+def test_horovodrun_plan_uses_rendered_flags(tmp_path, hostfile):
+    request = LaunchRequest("horovod", hostfile=hostfile, launcher="horovodrun", run_dir=str(tmp_path / "r"),
+                            network_interface="eth1", ssh_port=22)
+    (argv,) = prepare(request).plan.commands
+    hv = argv[argv.index("horovodrun"):]
+    assert hv[:4] == ["horovodrun", "-np", "8", "--gloo"] and "--fusion-threshold-mb" in hv
+    assert hv[hv.index("-H") + 1] == "node-a:4,node-b:4" and hv[hv.index("--network-interfaces") + 1] == "eth1"
+
+
+def test_slurm_plan_from_the_allocation(tmp_path, monkeypatch):
+    monkeypatch.setenv("SLURM_JOB_NODELIST", "gpu[1-2]")
+    monkeypatch.setenv("SLURM_TASKS_PER_NODE", "4(x2)")
+    plan = prepare(LaunchRequest("zero3", launcher="slurm", run_dir=str(tmp_path / "r"))).plan
+    (argv,) = plan.commands
+    assert argv[:4] == ["srun", "--kill-on-bad-exit=1", "--nodes=2", "--ntasks-per-node=1"]
+    assert argv[-3:-1] == ["sh", "-c"] and '--node-rank="$SLURM_NODEID"' in argv[-1]
+    assert plan.world_size == 8 and plan.master_addr == "gpu1"
+    with pytest.raises(LaunchdeckError, match="takes its hosts from the allocation"):
+        prepare(LaunchRequest("zero3", launcher="slurm", hostfile="x", run_dir=str(tmp_path)))
+
+
+def test_filters_pick_hosts_and_gpus(tmp_path, hostfile):
+    plan = plan_for(tmp_path, hostfile, "ssh", exclude="node-a:0,1")
+    assert plan.world_size == 6 and plan.master_addr == "node-a"
+    assert plan.nodes[0].env["CUDA_VISIBLE_DEVICES"] == "2,3" and "CUDA_VISIBLE_DEVICES" not in plan.nodes[1].env
+    only_b = plan_for(tmp_path, hostfile, "ssh", include="node-b")
+    assert [n.host for n in only_b.nodes] == ["node-b"] and only_b.master_addr == "node-b"
+
+
+@pytest.mark.parametrize("request_kw, message", [
+    ({"launcher": "ssh"}, "needs --hostfile"),
+    ({"hostfile": "/no/such/hosts"}, "hostfile not found"),
+    ({"include": "a"}, "filter a --hostfile"),
+    ({"env": ("1BAD=x",)}, "expected NAME=VALUE"),
+    ({"env": ("A;B=x",)}, "expected NAME=VALUE"),
+    ({"env": ("NOVALUE",)}, "expected NAME=VALUE"),
+    ({"master_addr": "-oProxyCommand=x", "hostfile": "HOSTS"}, "invalid host name"),
+    ({"launcher": "pdsh", "hostfile": "HOSTS", "env": ("X=%h",)}, "pdsh rewrites"),
+])
+def test_bad_cluster_requests(tmp_path, hostfile, request_kw, message):
+    if request_kw.get("hostfile") == "HOSTS":
+        request_kw["hostfile"] = hostfile
+    with pytest.raises(LaunchdeckError, match=message):
+        prepare(LaunchRequest("zero3", run_dir=str(tmp_path / "r"), **request_kw))
+
+
+def test_multi_host_plans_are_not_run_yet(tmp_path, hostfile):
+    with pytest.raises(LaunchdeckError, match="running across hosts"):
+        launch.check_runnable(plan_for(tmp_path, hostfile, "ssh"))
+
+
+@pytest.mark.parametrize("transport", ["ssh", "pdsh", "slurm"])
+def test_hostile_env_values_reach_the_rank_verbatim_through_a_real_shell(tmp_path, hostfile, transport,
+                                                                          monkeypatch):
+    """Run each generated remote line in sh, with the interpreter swapped for a probe that dumps its env."""
+    monkeypatch.setenv("SLURM_JOB_NODELIST", "node-a,node-b")
+    monkeypatch.setenv("SLURM_TASKS_PER_NODE", "4(x2)")
+    pwned = tmp_path / "PWNED"
+    values = [v.format(p=pwned) for v in HOSTILE_VALUES if not (transport == "pdsh" and "%" in v)]
+    env = tuple(f"HOSTILE_{i}={v}" for i, v in enumerate(values))
+    kw = {"hostfile": None} if transport == "slurm" else {"hostfile": hostfile}
+    plan = prepare(LaunchRequest("zero3", launcher=transport, run_dir=str(tmp_path / "r"), env=env, **kw)).plan
+    line = plan.commands[0][-1]
+    line = line.replace("%n", "0") if transport == "pdsh" else line  # what pdsh itself substitutes
+    probe = f"{sys.executable} -c 'import json,os,sys; print(json.dumps(dict(os.environ)))'"
+    line = line.replace(shlex.quote(sys.executable) + " -m torch.distributed.run", probe, 1)
+    line = line.replace(sys.executable + " -m torch.distributed.run", probe, 1)
+    done = subprocess.run(["sh", "-c", line], capture_output=True, text=True, timeout=30,
+                          env={"PATH": os.environ["PATH"], "SLURM_NODEID": "0"}, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.splitlines()[0])
+    assert [seen[f"HOSTILE_{i}"] for i in range(len(values))] == values
+    assert not pwned.exists()
+
+
+def test_ten_thousand_hosts_plan_without_torch(tmp_path):
+    """Planning scale, measured for real by benchmarks/plan_scale.py; here: it works and stays torch-free."""
+    path = tmp_path / "big"
+    path.write_text("".join(f"node{i:05d} slots=8\n" for i in range(10_000)))
+    probe = ("import sys\nfrom launcher.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"
+             "    assert e.code == 0, e.code\nassert 'torch' not in sys.modules")
+    done = subprocess.run([sys.executable, "-c", probe, "launch", "zero3", "--hostfile", str(path), "--launcher",
+                           "torchrun", "--dry-run", "--json", "--run-dir", str(tmp_path / "r")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    plan = json.loads(done.stdout)
+    assert plan["world_size"] == 80_000 and len(plan["nodes"]) == 10_000
+    assert "--node-rank=9999" in plan["nodes"][-1]["argv"]
