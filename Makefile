@@ -4,6 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+HOROVOD_STAMP := $(VENV)/.horovod-stamp
 # Extra pip arguments for torch, e.g. TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu".
 TORCH_PIP_ARGS ?=
 PYTEST_ARGS ?=
@@ -15,11 +16,12 @@ MODEL ?= tiny
 ARGS ?=
 SMOKE_STEPS ?= 12
 
-.PHONY: install test lint configs launch smoke bench clean help
+.PHONY: install horovod test lint configs launch smoke bench clean help
 
 help:
 	@echo "make install   create $(VENV) with pinned torch/deepspeed/transformers and launchdeck (editable)"
-	@echo "make test      run the test suite (what CI runs)"
+	@echo "make horovod   build Horovod 0.28.1 (PyTorch + Gloo) against the venv's torch; wheel cached in ~/.cache"
+	@echo "make test      run the test suite (what CI runs; builds Horovod first so its tests never skip)"
 	@echo "make configs   regenerate ds_configs/ from strategies/"
 	@echo "make lint      ruff"
 	@echo "make launch    train STRATEGY (default zero3) on all local GPUs, or 2 CPU ranks without one"
@@ -35,7 +37,13 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $@
 
-test: $(STAMP)
+horovod: $(HOROVOD_STAMP)
+
+$(HOROVOD_STAMP): $(STAMP) tools/build_horovod.sh
+	PYTHON=$(BIN)/python bash tools/build_horovod.sh
+	touch $@
+
+test: $(STAMP) $(HOROVOD_STAMP)
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from common import LAUNCHDECK, REPO, read_result, table, timed
 
-from launcher.catalog import load_strategy, names
+from launcher.catalog import names
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -58,8 +58,6 @@ def payload_speed(root: Path, repeats: int, steps: int) -> dict:
 def strategies(root: Path, steps: int) -> list[dict]:
     rows = []
     for name in names():
-        if load_strategy(name).engine == "horovod":
-            continue
         run = root / f"strategy-{name}"
         seconds, done = timed([*LAUNCHDECK, "launch", name, "--cpu", "--steps", str(steps), "--run-dir", str(run)])
         r = read_result(run) or {}

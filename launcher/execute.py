@@ -21,7 +21,8 @@ from .plan import LaunchPlan
 
 GRACE_S = 8.0
 _ROOT_CAUSE = re.compile(r"Root Cause \(first observed failure\):.*?host\s*:\s*(\S+).*?rank\s*:\s*(\d+)"
-                         r".*?exitcode\s*:\s*(-?\d+)", re.S)
+                         r".*?exitcode\s*:\s*(-?\d+)", re.S)  # torch elastic's ChildFailedError table
+_HOROVOD_FIRST = re.compile(r"The first process to do so was:\s*Process name: (\d+)\s*Exit code: (-?\d+)")
 
 
 @dataclass(frozen=True)
@@ -58,14 +59,14 @@ class _Stopper:
 
 
 def run(plan: LaunchPlan, console=sys.stdout) -> Outcome:
-    """Run a single-node plan; returns when every process of the job is gone."""
-    (node,) = plan.nodes
+    """Run a plan whose commands run on this machine; returns when every process of the job is gone."""
+    (command,), node = plan.commands, plan.nodes[0]
     logs = Path(plan.run_dir) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     processes.become_subreaper()
     started = time.monotonic()
     with open(logs / "launcher.log", "w", encoding="utf-8") as launcher_log:
-        proc = subprocess.Popen(node.argv, cwd=node.cwd, env={**os.environ, **node.env}, stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen(command, cwd=node.cwd, env={**os.environ, **node.env}, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
         stopper = _Stopper(proc)
         previous = {s: signal.signal(s, stopper) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
@@ -94,13 +95,18 @@ def _pump(proc: subprocess.Popen, console, log) -> list[str]:
 
 
 def find_failure(agent_output: str, logs: Path, lines: int = 12) -> Failure | None:
-    """The first failed rank as torch elastic reports it, with the end of that rank's logs."""
+    """The first failed rank as torch elastic (or horovodrun) reports it, with the end of its logs."""
     match = _ROOT_CAUSE.search(agent_output)
-    if not match:
+    if match:
+        host, rank, code = match.group(1), int(match.group(2)), int(match.group(3))
+        candidates = (logs / f"rank{rank}.err.log", logs / f"rank{rank}.log")
+    elif match := _HOROVOD_FIRST.search(agent_output):
+        host, rank, code = "localhost", int(match.group(1)), int(match.group(2))
+        candidates = (logs / "horovod" / f"rank.{rank}" / "stderr", logs / "horovod" / f"rank.{rank}" / "stdout")
+    else:
         return None
-    host, rank, code = match.group(1), int(match.group(2)), int(match.group(3))
     tails = {}
-    for path in (logs / f"rank{rank}.err.log", logs / f"rank{rank}.log"):
+    for path in candidates:
         text = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()] if path.is_file() else []
         if text:
             tails[str(path)] = text[-lines:]

@@ -7,6 +7,7 @@ accelerator is chosen here (GPUs visible and not ``--cpu`` → one rank per GPU 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,12 +96,18 @@ def prepare(req: LaunchRequest) -> Prepared:
     config_path = str(run_dir / "config.json")
     command, env = _command(req, rendered, str(run_dir), config_path, cpu=cpu)
     env.update(common.parse_env(req.env))
+    if found is None and strategy.engine == "horovod":  # horovodrun is Horovod's own local launcher too
+        found, slots = [hosts.Host("localhost", world)], {"localhost": list(range(world))}
+        transport = "horovodrun"
+        if cpu:
+            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // world))
     if found is None:
         threads = max(1, (os.cpu_count() or 1) // world) if cpu else None
         plan = local.plan(strategy=strategy.name, engine=strategy.engine, nproc=world, run_dir=str(run_dir),
                           config_path=config_path, command=command, env=env, threads=threads)
         return Prepared(rendered, plan, notices)
     master = hosts.check_hostname(req.master_addr, "--master-addr") if req.master_addr else next(iter(slots))
+    master = "127.0.0.1" if master == "localhost" else master
     ctx = common.ClusterContext(
         totals={h.name: h.slots for h in found}, slots=slots, command=command,
         env={**common.forwarded_env(), **env}, run_dir=str(run_dir), config_path=config_path,
@@ -136,13 +143,22 @@ def _strategy(req: LaunchRequest, cpu: bool) -> tuple[Strategy, list[str]]:
 
 
 def check_runnable(plan: LaunchPlan) -> None:
-    """What this version can plan but not yet run: say so before anything starts."""
-    if plan.engine == "horovod":
-        raise LaunchdeckError("running the horovod engine is not supported yet; --dry-run shows the plan and "
-                              "`launchdeck render horovod -n N` the settings")
-    if plan.transport != "local":
+    """What this version can plan but not run here: say so before anything starts."""
+    if plan.engine == "horovod" and not horovod_built():
+        raise LaunchdeckError("Horovod with its compiled PyTorch extension is not installed; `make horovod` builds "
+                              "it (render and --dry-run work without it)")
+    if any(node.host not in ("localhost", "127.0.0.1") for node in plan.nodes):
         raise LaunchdeckError(f"running across hosts (--launcher {plan.transport}) is not available yet; "
                               "--dry-run prints the exact commands for every host")
+
+
+def horovod_built() -> bool:
+    """A real Horovod build (its compiled torch extension), not just the importable runner."""
+    spec = importlib.util.find_spec("horovod")
+    if spec is None or not spec.submodule_search_locations:
+        return False
+    package = Path(next(iter(spec.submodule_search_locations)))
+    return any((package / "torch").glob("mpi_lib_v2*.so"))
 
 
 def cpu_adaptations(strategy: Strategy) -> list[tuple[str, str]]:

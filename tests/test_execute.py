@@ -83,3 +83,13 @@ def test_descendants_of_a_process_without_children_is_empty():
             assert child.pid in processes.descendants(os.getpid())
         finally:
             child.kill()
+
+
+def test_horovodrun_failures_are_read_too(tmp_path):
+    output = ("RuntimeError: Horovod detected that one or more processes exited with non-zero status, thus causing "
+              "the job to be terminated. The first process to do so was:\nProcess name: 1\nExit code: 17\n")
+    (tmp_path / "horovod" / "rank.1").mkdir(parents=True)
+    (tmp_path / "horovod" / "rank.1" / "stdout").write_text("step 1\nfault drill\n")
+    failure = find_failure(output, tmp_path)
+    assert (failure.rank, failure.exit_code) == (1, 17)
+    assert list(failure.log_tails.values()) == [["step 1", "fault drill"]]

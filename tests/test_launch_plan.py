@@ -105,10 +105,17 @@ def test_resume_last_picks_the_newest_run_with_a_checkpoint(tmp_path):
     assert argv[argv.index("--resume-from") + 1] == str(tmp_path / "20260102-000000-ddp")
 
 
-def test_horovod_launch_is_planned_but_refused_before_running(tmp_path):
+def test_horovod_runs_locally_through_horovodrun(tmp_path, monkeypatch):
     plan = prepare(LaunchRequest("horovod", run_dir=str(tmp_path))).plan
-    with pytest.raises(LaunchdeckError, match="horovod engine is not supported yet"):
+    (argv,) = plan.commands
+    hv = argv[next(i for i, a in enumerate(argv) if a.endswith("horovodrun")):]
+    assert hv[1:4] == ["-np", "2", "--gloo"] and hv[hv.index("-H") + 1] == "localhost:2"
+    assert "OMP_NUM_THREADS=1" in argv and plan.master_addr == "127.0.0.1"
+    monkeypatch.setattr(launch, "horovod_built", lambda: False)
+    with pytest.raises(LaunchdeckError, match="make horovod"):
         launch.check_runnable(plan)
+    monkeypatch.setattr(launch, "horovod_built", lambda: True)
+    launch.check_runnable(plan)  # local hosts only: runnable
 
 
 def test_dry_run_starts_nothing_and_imports_no_torch(tmp_path):

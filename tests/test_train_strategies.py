@@ -14,7 +14,7 @@ from launcher.catalog import load_strategy, names
 from .launching import launchdeck, result
 
 pytestmark = pytest.mark.slow
-LAUNCHABLE = [n for n in names() if load_strategy(n).engine != "horovod"]
+LAUNCHABLE = [n for n in names() if load_strategy(n).engine != "horovod"]  # horovod: tests/test_horovod.py
 STEPS = 12
 
 

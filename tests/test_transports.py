@@ -64,8 +64,8 @@ def test_horovodrun_plan_uses_rendered_flags(tmp_path, hostfile):
     request = LaunchRequest("horovod", hostfile=hostfile, launcher="horovodrun", run_dir=str(tmp_path / "r"),
                             network_interface="eth1", ssh_port=22)
     (argv,) = prepare(request).plan.commands
-    hv = argv[argv.index("horovodrun"):]
-    assert hv[:4] == ["horovodrun", "-np", "8", "--gloo"] and "--fusion-threshold-mb" in hv
+    hv = argv[next(i for i, a in enumerate(argv) if a.endswith("horovodrun")):]
+    assert hv[1:4] == ["-np", "8", "--gloo"] and "--fusion-threshold-mb" in hv
     assert hv[hv.index("-H") + 1] == "node-a:4,node-b:4" and hv[hv.index("--network-interfaces") + 1] == "eth1"
 
 

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-import torch.distributed as dist
-
 from . import checkpoint, runtime
+from .comm import create as create_comm
 from .data import Batches, load_corpus
 from .engines import create
 from .metrics import Meter
@@ -44,16 +41,16 @@ def train(args, started: float) -> int:
     rt = runtime.detect(force_cpu=args.cpu)
     if rt.device.type == "cpu":
         runtime.set_cpu_threads(rt)
-    _init_process_group(args.engine, rt)
+    comm = create_comm(args.engine, rt)
     config = json.loads(Path(args.config).read_text())
     context = _context(args, config, rt)
     engine = create(args.engine, config, build_model(args.model, context.seq_len, args.seed), context)
-    start = _resume(engine, args.resume_from) if args.resume_from else 0
+    start = _resume(engine, args.resume_from, rt) if args.resume_from else 0
     tokens_per_step = _global_batch(args.engine, config) * context.seq_len
     meter = Meter(args.steps, tokens_per_step, args.log_interval, rt.device, started, verbose=rt.is_main)
     if rt.is_main:
         print(f"launchdeck: {args.strategy} on {rt.world_size} {rt.device.type} rank(s) ({rt.backend}); model "
-              f"{args.model} ({count_parameters(engine_model(engine)) / 1e6:.2f} M params), steps {start}→{args.steps}",
+              f"{args.model} ({count_parameters(engine.module) / 1e6:.2f} M params), steps {start}→{args.steps}",
               flush=True)
     crash = _crash_plan(args.crash_at)
     ckpt_root = Path(args.ckpt_dir or Path(args.run_dir or ".") / "checkpoints")
@@ -64,48 +61,33 @@ def train(args, started: float) -> int:
         meter.update(step, engine.train_step(step), engine.lr())
         done = step + 1
         if (args.save_every and done % args.save_every == 0) or done == args.steps:
-            save(engine, ckpt_root, done, rt)
-    _finish(args, engine, meter, rt, start)
+            save(engine, ckpt_root, done, rt, comm)
+    _finish(args, engine, meter, rt, start, comm)
     return 0
 
 
-def engine_model(engine) -> torch.nn.Module:
-    return engine.model.module if hasattr(engine, "model") else engine.engine.module
-
-
-def save(engine, root: Path, step: int, rt: runtime.Runtime) -> None:
+def save(engine, root: Path, step: int, rt: runtime.Runtime, comm) -> None:
     """Every rank writes into the partial directory; rank 0 publishes it after a barrier."""
     if rt.is_main:
         root.mkdir(parents=True, exist_ok=True)
         checkpoint.sweep_partials(root)
         checkpoint.partial_dir(root, step).mkdir()
-    dist.barrier()
+    comm.barrier()
     engine.save(str(checkpoint.partial_dir(root, step)), step)
-    dist.barrier()
+    comm.barrier()
     if rt.is_main:
         checkpoint.publish(root, step)
-    dist.barrier()
+    comm.barrier()
 
 
-def _resume(engine, source: str) -> int:
+def _resume(engine, source: str, rt: runtime.Runtime) -> int:
     found = checkpoint.latest(Path(source))
     if found is None:
         raise SystemExit(f"launchdeck: error: --resume: no complete checkpoint under {source}")
     step = engine.load(str(found))
-    if dist.get_rank() == 0:
+    if rt.is_main:
         print(f"launchdeck: resumed from {found} (step {step})", flush=True)
     return step
-
-
-def _init_process_group(engine: str, rt: runtime.Runtime) -> None:
-    if engine == "deepspeed":
-        import deepspeed
-        from deepspeed.utils import logger
-
-        logger.setLevel(logging.WARNING)  # our progress lines replace its per-step INFO chatter
-        deepspeed.init_distributed(dist_backend=rt.backend)
-    else:
-        dist.init_process_group(rt.backend)
 
 
 def _context(args, config: dict, rt: runtime.Runtime) -> Context:
@@ -128,13 +110,10 @@ def _crash_plan(text: str | None) -> tuple[int, int] | None:
     return int(rank), int(step) - 1
 
 
-def _finish(args, engine, meter: Meter, rt: runtime.Runtime, start: int) -> None:
-    digest = engine.digest()
-    digests = [None] * rt.world_size
-    dist.all_gather_object(digests, digest)
-    if hasattr(engine, "close"):
-        engine.close()
-    dist.destroy_process_group()
+def _finish(args, engine, meter: Meter, rt: runtime.Runtime, start: int, comm) -> None:
+    digests = comm.gather(engine.digest())
+    identical = len(set(digests)) == 1 if engine.identical_replicas else None
+    comm.shutdown(engine)
     if not rt.is_main:
         return
     summary = meter.summary()
@@ -142,7 +121,7 @@ def _finish(args, engine, meter: Meter, rt: runtime.Runtime, start: int) -> None
         "strategy": args.strategy, "engine": args.engine, "world_size": rt.world_size, "device": rt.device.type,
         "model": args.model, "steps": args.steps, "start_step": start, **summary,
         "param_digests": digests,
-        "params_identical": len(set(digests)) == 1 if engine.identical_replicas else None,
+        "params_identical": identical,
         "finite": all(math.isfinite(x) for x in summary["losses"]),
     }
     print(f"launchdeck: done: loss {result['loss_first']:.4f} → {result['loss_last']:.4f}, "

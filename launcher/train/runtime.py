@@ -38,13 +38,20 @@ def detect(force_cpu: bool = False) -> Runtime:
     return Runtime(rank, local_rank, world, local_world, torch.device("cpu"), "gloo")
 
 
+_RANK_SOURCES = {  # torch's name -> the same fact as OpenMPI's mpirun and horovodrun state it
+    "RANK": ("OMPI_COMM_WORLD_RANK", "HOROVOD_RANK"),
+    "WORLD_SIZE": ("OMPI_COMM_WORLD_SIZE", "HOROVOD_SIZE"),
+    "LOCAL_RANK": ("OMPI_COMM_WORLD_LOCAL_RANK", "HOROVOD_LOCAL_RANK"),
+    "LOCAL_WORLD_SIZE": ("OMPI_COMM_WORLD_LOCAL_SIZE", "HOROVOD_LOCAL_SIZE"),
+}
+
+
 def adopt_mpi_env() -> None:
-    """Under mpirun (OpenMPI) ranks come as OMPI_COMM_WORLD_*; torch's env:// wants RANK & co."""
-    mpi = {"RANK": "OMPI_COMM_WORLD_RANK", "WORLD_SIZE": "OMPI_COMM_WORLD_SIZE",
-           "LOCAL_RANK": "OMPI_COMM_WORLD_LOCAL_RANK", "LOCAL_WORLD_SIZE": "OMPI_COMM_WORLD_LOCAL_SIZE"}
-    for name, source in mpi.items():
-        if name not in os.environ and source in os.environ:
-            os.environ[name] = os.environ[source]
+    """Under mpirun or horovodrun ranks come as OMPI_COMM_WORLD_* / HOROVOD_*; torch wants RANK & co."""
+    for name, sources in _RANK_SOURCES.items():
+        for source in sources:
+            if name not in os.environ and source in os.environ:
+                os.environ[name] = os.environ[source]
 
 
 def set_cpu_threads(runtime: Runtime) -> int:

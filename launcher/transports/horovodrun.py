@@ -8,9 +8,16 @@ from ..plan import LaunchPlan, NodePlan
 from .common import ClusterContext, node_env, python
 
 
+def horovodrun_path() -> str:
+    """horovodrun beside this interpreter (the venv's), else from PATH."""
+    beside = os.path.join(os.path.dirname(python()), "horovodrun")
+    return beside if os.path.exists(beside) else "horovodrun"
+
+
 def plan_horovodrun(ctx: ClusterContext) -> LaunchPlan:
     rendered_args = list(ctx.extra.get("horovodrun", [])) or ["-np", str(ctx.world_size), "--gloo"]
-    argv = ["horovodrun", *rendered_args, "-H", ",".join(f"{h}:{len(s)}" for h, s in ctx.slots.items())]
+    argv = [horovodrun_path(), *rendered_args, "-H", ",".join(f"{h}:{len(s)}" for h, s in ctx.slots.items())]
+    argv += ["--output-filename", os.path.join(ctx.run_dir, "logs", "horovod")]  # logs/horovod/rank.N/std*
     if ctx.network_interface:
         argv += ["--network-interfaces", ctx.network_interface]
     if ctx.ssh_port:

@@ -1,4 +1,4 @@
-"""One training engine per runtime: torch DDP, DeepSpeed, DeepSpeed pipeline (Horovod: its own issue).
+"""One training engine per runtime: torch DDP, DeepSpeed, DeepSpeed pipeline, Horovod.
 
 Every engine offers the same small surface to the loop:
 ``train_step(step) -> loss``, ``save(dir, step)``, ``load(dir) -> step``, ``digest()``, ``lr()``.
@@ -14,6 +14,7 @@ import torch
 
 class Engine(Protocol):
     data_parallel_rank: int
+    module: torch.nn.Module  # the model (this rank's stages, for pipelines) without engine wrappers
     identical_replicas: bool  # False where ranks legitimately hold different parameters (pipeline stages)
 
     def train_step(self, step: int) -> float: ...
@@ -21,6 +22,7 @@ class Engine(Protocol):
     def load(self, directory: str) -> int: ...
     def digest(self) -> str: ...
     def lr(self) -> float: ...
+    def close(self) -> None: ...
 
 
 def params_digest(named_params) -> str:
@@ -45,4 +47,8 @@ def create(engine: str, config: dict, model: torch.nn.Module, context) -> Engine
         from .deepspeed import DeepSpeedEngine
 
         return DeepSpeedEngine(config, model, context)
+    if engine == "horovod":
+        from .horovod import HorovodEngine
+
+        return HorovodEngine(config, model, context)
     raise SystemExit(f"launchdeck: error: engine '{engine}' is not supported by the payload yet")

@@ -34,6 +34,10 @@ class DDPEngine:
         self.dtype = _DTYPES[t["precision"]]
         self.scaler = torch.amp.GradScaler(enabled=t["precision"] == "fp16")
 
+    @property
+    def module(self) -> torch.nn.Module:
+        return self.model.module
+
     def train_step(self, step: int) -> float:
         accum, total = self.training["grad_accum"], 0.0
         for micro in range(accum):
@@ -71,6 +75,10 @@ class DDPEngine:
 
     def lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
+
+    def close(self) -> None:
+        """Drop the model (its reducer holds the process group), optimizer and schedule."""
+        self.model = self.optimizer = self.scheduler = None
 
 
 def _optimizer(o: dict, params, cuda: bool) -> torch.optim.Optimizer:

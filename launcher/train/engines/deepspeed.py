@@ -22,6 +22,10 @@ class DeepSpeedEngine:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.engine, *_ = deepspeed.initialize(model=model, model_parameters=model.parameters(), config=config)
 
+    @property
+    def module(self) -> torch.nn.Module:
+        return self.engine.module
+
     def train_step(self, step: int) -> float:
         engine, losses = self.engine, []
         for micro in range(engine.gradient_accumulation_steps()):
@@ -52,4 +56,6 @@ class DeepSpeedEngine:
         return self.engine.get_lr()[0]
 
     def close(self) -> None:
+        """Release DeepSpeed's engine (and with it its hold on the process group)."""
         self.engine.destroy()
+        self.engine = None
