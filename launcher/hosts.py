@@ -35,15 +35,14 @@ class Host:
 def check_hostname(name: str, where: str = "") -> str:
     """A DNS name (RFC 1123 labels) or an IP address; anything a shell could misread is refused."""
     prefix = f"{where}: " if where else ""
+    if 0 < len(name) <= 253 and all(_LABEL.match(label) for label in name.split(".")):
+        return name  # DNS name (IPv4 addresses pass here too)
     try:
-        ipaddress.ip_address(name)
+        ipaddress.ip_address(name)  # IPv6
         return name
     except ValueError:
-        pass
-    if len(name) > 253 or not name or not all(_LABEL.match(label) for label in name.split(".")):
         raise HostfileError(f"{prefix}invalid host name {name!r} (letters, digits, '-', '_' and '.'; "
-                            "no leading '-', spaces or shell characters)")
-    return name
+                            "no leading '-', spaces or shell characters)") from None
 
 
 def _slots(text: str, where: str) -> int:

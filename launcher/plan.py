@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shlex
 from dataclasses import dataclass, field
@@ -36,7 +35,14 @@ class LaunchPlan:
     files: dict[str, str] = field(default_factory=dict)  # written into the run record before the start
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2) + "\n"
+        """Indented JSON with one line per node and per command: diffable, and fast for 10,000 nodes."""
+        head = {k: v for k, v in vars(self).items() if k not in ("nodes", "commands", "files")}
+        lines = [f"  {json.dumps(k)}: {json.dumps(v)}," for k, v in head.items()]
+        for key, rows in (("nodes", [vars(n) for n in self.nodes]), ("commands", self.commands)):
+            body = ",\n".join(f"    {json.dumps(row)}" for row in rows)
+            lines.append(f'  "{key}": [\n{body}\n  ],' if rows else f'  "{key}": [],')
+        lines.append(f'  "files": {json.dumps(self.files)}')
+        return "{\n" + "\n".join(lines) + "\n}\n"
 
     def describe(self) -> str:
         """Human-readable; every command is a copy-pasteable, shell-quoted line."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from ..errors import LaunchdeckError
 from ..plan import LaunchPlan, NodePlan
@@ -18,12 +19,17 @@ def ssh_options(ctx: ClusterContext) -> list[str]:
     return options
 
 
-def _nodes(ctx: ClusterContext, rank_of: callable) -> list[NodePlan]:
-    nodes, first = [], 0
+def _nodes(ctx: ClusterContext, rank_of: Callable[[int], int | str]) -> list[NodePlan]:
+    nodes, first, cwd, templates = [], 0, os.getcwd(), {}
     for index, host in enumerate(ctx.names):
         nproc = len(ctx.slots[host])
-        nodes.append(NodePlan(host=host, argv=node_torchrun(ctx, rank_of(index), nproc), cwd=os.getcwd(),
-                              interpreter=python(), env=node_env(ctx, host), ranks=list(range(first, first + nproc))))
+        if nproc not in templates:  # one argv per node size; only the node rank differs between nodes
+            argv = node_torchrun(ctx, "<rank>", nproc)
+            templates[nproc] = (argv, argv.index("--node-rank=<rank>"))
+        argv, at = templates[nproc]
+        argv = [*argv[:at], f"--node-rank={rank_of(index)}", *argv[at + 1:]]
+        nodes.append(NodePlan(host=host, argv=argv, cwd=cwd, interpreter=python(), env=node_env(ctx, host),
+                              ranks=list(range(first, first + nproc))))
         first += nproc
     return nodes
 
