@@ -11,14 +11,15 @@ import click
 from .. import __version__
 from ..errors import LaunchdeckError
 
-# name -> "module:attribute"; each module holds one thin command.
+# name -> ("module:attribute", one-line help); each module holds one thin command. The help is kept
+# here so that `launchdeck --help` lists the commands without importing any of them.
 COMMANDS = {
-    "strategies": "launcher.cli.strategies:strategies",
-    "show": "launcher.cli.show:show",
-    "render": "launcher.cli.render:render",
-    "launch": "launcher.cli.launch:launch",
-    "hostfile": "launcher.cli.hostfile:hostfile",
-    "slurm": "launcher.cli.slurm:slurm",
+    "strategies": ("launcher.cli.strategies:strategies", "List the catalog's strategies: name, engine, description."),
+    "show": ("launcher.cli.show:show", "Print a strategy after `extends` and overrides, as YAML."),
+    "render": ("launcher.cli.render:render", "Render a strategy into DeepSpeed JSON / Horovod / DDP settings."),
+    "launch": ("launcher.cli.launch:launch", "Train a strategy (payload or your script) and keep a run record."),
+    "hostfile": ("launcher.cli.hostfile:hostfile", "Write, convert and check hostfiles."),
+    "slurm": ("launcher.cli.slurm:slurm", "Print an sbatch script that trains a strategy."),
 }
 
 
@@ -35,11 +36,14 @@ class LazyGroup(click.Group):
         return sorted(COMMANDS)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        target = COMMANDS.get(name)
-        if target is None:
+        if name not in COMMANDS:
             return None
-        module, attr = target.split(":")
+        module, attr = COMMANDS[name][0].split(":")
         return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, COMMANDS[name][1]) for name in self.list_commands(ctx)])
 
     def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
