@@ -1,7 +1,7 @@
 """Strict loading of plain data (parsed YAML) into frozen dataclasses.
 
-Every field is declared with :func:`knob`: a default, a one-line description (shown by
-``launchdeck show --doc``) and optional numeric bounds. Loading rejects unknown keys and wrong
+Every field is declared with :func:`knob`: a default, a one-line description and optional
+numeric bounds. Loading rejects unknown keys and wrong
 types, naming the dotted path of the offending key. This is deliberately small: pydantic would
 do the same but costs ~0.25 s of import and schema build, which alone would blow the CLI's
 0.3 s budget for ``render``.
@@ -36,11 +36,6 @@ def knob(default: Any, doc: str, *, ge: float | None = None, gt: float | None = 
     if isinstance(default, (list, dict)) or dataclasses.is_dataclass(default):
         return dataclasses.field(default_factory=lambda: default, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
-
-
-def doc_of(cls: type, name: str) -> str:
-    """The description of field ``name`` of dataclass ``cls``."""
-    return next(f.metadata.get("doc", "") for f in dataclasses.fields(cls) if f.name == name)
 
 
 def load(cls: type[T], data: Any, path: str = "") -> T:
