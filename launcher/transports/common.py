@@ -9,9 +9,11 @@ import re
 import shlex
 import socket
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..errors import LaunchdeckError
+from ..plan import LaunchPlan, NodePlan
 
 # Forwarded from this environment to every node when set (plus --env K=V and launchdeck's own).
 FORWARD_NAMES = ("PYTHONPATH", "LD_LIBRARY_PATH", "CUDA_HOME", "OMP_NUM_THREADS")
@@ -115,3 +117,38 @@ def _assignments(items: tuple[tuple[str, str], ...]) -> str:
 
 def python() -> str:
     return sys.executable
+
+
+def _rank_spans(ctx: ClusterContext):
+    """(node index, host, its global ranks) in host order."""
+    first = 0
+    for index, (host, slots) in enumerate(ctx.slots.items()):
+        yield index, host, list(range(first, first + len(slots)))
+        first += len(slots)
+
+
+def torchrun_nodes(ctx: ClusterContext, rank_of: Callable[[int], int | str]) -> list[NodePlan]:
+    """One torchrun per node (ssh, pdsh, slurm, per-node torchrun); only the node rank differs."""
+    cwd, templates, nodes = os.getcwd(), {}, []
+    for index, host, ranks in _rank_spans(ctx):
+        if len(ranks) not in templates:
+            argv = node_torchrun(ctx, "<rank>", len(ranks))
+            templates[len(ranks)] = (argv, argv.index("--node-rank=<rank>"))
+        argv, at = templates[len(ranks)]
+        argv = [*argv[:at], f"--node-rank={rank_of(index)}", *argv[at + 1:]]
+        nodes.append(NodePlan(host, argv, cwd, python(), node_env(ctx, host), ranks))
+    return nodes
+
+
+def rank_nodes(ctx: ClusterContext, extra_env: dict[str, str] | None = None) -> list[NodePlan]:
+    """Launchers that start every rank themselves (mpirun, horovodrun): each rank runs the command."""
+    argv, cwd = [python(), "-u", *ctx.command], os.getcwd()
+    return [NodePlan(host, argv, cwd, python(), {**node_env(ctx, host), **(extra_env or {})}, ranks)
+            for _, host, ranks in _rank_spans(ctx)]
+
+
+def make_plan(ctx: ClusterContext, transport: str, nodes: list[NodePlan], commands: list[list[str]],
+              files: dict[str, str] | None = None) -> LaunchPlan:
+    return LaunchPlan(strategy=ctx.strategy, engine=ctx.engine, transport=transport, world_size=ctx.world_size,
+                      master_addr=ctx.master_addr, master_port=ctx.master_port, run_dir=ctx.run_dir,
+                      config_path=ctx.config_path, nodes=nodes, commands=commands, files=files or {})

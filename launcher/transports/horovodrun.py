@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from ..plan import LaunchPlan, NodePlan
-from .common import ClusterContext, node_env, python
+from ..plan import LaunchPlan
+from .common import ClusterContext, make_plan, python, rank_nodes
 
 
 def horovodrun_path() -> str:
@@ -25,12 +25,5 @@ def plan_horovodrun(ctx: ClusterContext) -> LaunchPlan:
     if ctx.ssh_key:
         argv += ["-i", ctx.ssh_key]
     argv += [python(), "-u", *ctx.command]
-    nodes, first = [], 0
-    for host, slots in ctx.slots.items():
-        nodes.append(NodePlan(host, [python(), "-u", *ctx.command], os.getcwd(), python(), node_env(ctx, host),
-                              list(range(first, first + len(slots)))))
-        first += len(slots)
     env_argv = ["env", *(f"{k}={v}" for k, v in sorted(ctx.env.items())), *argv]  # horovodrun forwards its env
-    return LaunchPlan(strategy=ctx.strategy, engine=ctx.engine, transport="horovodrun", world_size=ctx.world_size,
-                      master_addr=ctx.master_addr, master_port=ctx.master_port, run_dir=ctx.run_dir,
-                      config_path=ctx.config_path, nodes=nodes, commands=[env_argv])
+    return make_plan(ctx, "horovodrun", rank_nodes(ctx), [env_argv])

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 
 from ..hosts import Host, format_hosts
-from ..plan import LaunchPlan, NodePlan
-from .common import ClusterContext, node_env, python
+from ..plan import LaunchPlan
+from .common import ClusterContext, make_plan, python, rank_nodes
 
 
 def hostfile_path(ctx: ClusterContext) -> str:
@@ -32,12 +32,5 @@ def plan_openmpi(ctx: ClusterContext) -> LaunchPlan:
     for name, value in sorted(env.items()):
         argv += ["-x", f"{name}={value}"]  # mpirun passes the value itself: no shell sees it
     argv += [python(), "-u", *ctx.command]
-    nodes, first = [], 0
-    for host, slots in ctx.slots.items():
-        nodes.append(NodePlan(host, [python(), "-u", *ctx.command], os.getcwd(), python(),
-                              {**env, **node_env(ctx, host)}, list(range(first, first + len(slots)))))
-        first += len(slots)
-    return LaunchPlan(strategy=ctx.strategy, engine=ctx.engine, transport="openmpi", world_size=ctx.world_size,
-                      master_addr=ctx.master_addr, master_port=ctx.master_port, run_dir=ctx.run_dir,
-                      config_path=ctx.config_path, nodes=nodes, commands=[argv],
-                      files={hostfile_path(ctx): hostfile_text(ctx)})
+    nodes = rank_nodes(ctx, {"MASTER_ADDR": ctx.master_addr, "MASTER_PORT": str(ctx.master_port)})
+    return make_plan(ctx, "openmpi", nodes, [argv], {hostfile_path(ctx): hostfile_text(ctx)})

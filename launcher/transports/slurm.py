@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import shlex
 
-from ..plan import LaunchPlan, NodePlan
-from .common import ClusterContext, node_env, node_torchrun, python, remote_command
+from ..plan import LaunchPlan
+from .common import ClusterContext, make_plan, node_torchrun, python, remote_command, torchrun_nodes
 
 
 def plan_slurm(ctx: ClusterContext) -> LaunchPlan:
@@ -19,12 +19,7 @@ def plan_slurm(ctx: ClusterContext) -> LaunchPlan:
     command = ["srun", "--kill-on-bad-exit=1", f"--nodes={len(ctx.slots)}", "--ntasks-per-node=1",
                f"--cpus-per-task={os.environ.get('SLURM_CPUS_ON_NODE', '1')}", "--export=ALL",
                "sh", "-c", line]
-    nodes = [NodePlan(host, [a.replace("$SLURM_NODEID", str(i)) for a in per_node], os.getcwd(), python(),
-                      node_env(ctx, host), list(range(i * nproc, (i + 1) * nproc)))
-             for i, host in enumerate(ctx.slots)]
-    return LaunchPlan(strategy=ctx.strategy, engine=ctx.engine, transport="slurm", world_size=ctx.world_size,
-                      master_addr=ctx.master_addr, master_port=ctx.master_port, run_dir=ctx.run_dir,
-                      config_path=ctx.config_path, nodes=nodes, commands=[command])
+    return make_plan(ctx, "slurm", torchrun_nodes(ctx, lambda index: index), [command])
 
 
 def batch_script(*, job_name: str, nodes: int, gpus_per_node: int, time: str, partition: str | None,

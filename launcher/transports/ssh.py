@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
-
 from ..errors import LaunchdeckError
 from ..plan import LaunchPlan, NodePlan
-from .common import ClusterContext, node_env, node_torchrun, python, remote_command
+from .common import ClusterContext, make_plan, remote_command, torchrun_nodes
 
 
 def ssh_options(ctx: ClusterContext) -> list[str]:
@@ -19,32 +16,11 @@ def ssh_options(ctx: ClusterContext) -> list[str]:
     return options
 
 
-def _nodes(ctx: ClusterContext, rank_of: Callable[[int], int | str]) -> list[NodePlan]:
-    nodes, first, cwd, templates = [], 0, os.getcwd(), {}
-    for index, host in enumerate(ctx.names):
-        nproc = len(ctx.slots[host])
-        if nproc not in templates:  # one argv per node size; only the node rank differs between nodes
-            argv = node_torchrun(ctx, "<rank>", nproc)
-            templates[nproc] = (argv, argv.index("--node-rank=<rank>"))
-        argv, at = templates[nproc]
-        argv = [*argv[:at], f"--node-rank={rank_of(index)}", *argv[at + 1:]]
-        nodes.append(NodePlan(host=host, argv=argv, cwd=cwd, interpreter=python(), env=node_env(ctx, host),
-                              ranks=list(range(first, first + nproc))))
-        first += nproc
-    return nodes
-
-
-def _plan(ctx: ClusterContext, transport: str, nodes: list[NodePlan], commands: list[list[str]]) -> LaunchPlan:
-    return LaunchPlan(strategy=ctx.strategy, engine=ctx.engine, transport=transport, world_size=ctx.world_size,
-                      master_addr=ctx.master_addr, master_port=ctx.master_port, run_dir=ctx.run_dir,
-                      config_path=ctx.config_path, nodes=nodes, commands=commands)
-
-
 def plan_ssh(ctx: ClusterContext) -> LaunchPlan:
-    nodes = _nodes(ctx, lambda index: index)
+    nodes = torchrun_nodes(ctx, lambda index: index)
     commands = [["ssh", *ssh_options(ctx), node.host, remote_command(node.cwd, node.env, node.argv)]
                 for node in nodes]
-    return _plan(ctx, "ssh", nodes, commands)
+    return make_plan(ctx, "ssh", nodes, commands)
 
 
 def plan_pdsh(ctx: ClusterContext) -> LaunchPlan:
@@ -52,7 +28,7 @@ def plan_pdsh(ctx: ClusterContext) -> LaunchPlan:
     if len({tuple(s) for s in ctx.slots.values()}) > 1:
         raise LaunchdeckError("--launcher pdsh runs one command on every host, so every host needs the same "
                               "slots; use --launcher ssh for uneven hosts")
-    nodes = _nodes(ctx, lambda index: "%n")
+    nodes = torchrun_nodes(ctx, lambda index: "%n")
     env = nodes[0].env
     if any("%" in v for v in env.values()):
         raise LaunchdeckError("pdsh rewrites %h/%u/%n inside commands; an --env value contains '%' "
@@ -63,4 +39,4 @@ def plan_pdsh(ctx: ClusterContext) -> LaunchPlan:
     for index, node in enumerate(nodes):  # show each node's concrete rank in the plan
         nodes[index] = NodePlan(node.host, [a.replace("%n", str(index)) for a in node.argv], node.cwd,
                                 node.interpreter, node.env, node.ranks)
-    return _plan(ctx, "pdsh", nodes, [command])
+    return make_plan(ctx, "pdsh", nodes, [command])

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from ..plan import LaunchPlan
-from .common import ClusterContext
-from .ssh import _nodes, _plan
+from .common import ClusterContext, make_plan, torchrun_nodes
 
 
 def plan_torchrun(ctx: ClusterContext) -> LaunchPlan:
     """Each node runs its own line (with its --node-rank); launchdeck starts nothing here."""
-    return _plan(ctx, "torchrun", _nodes(ctx, lambda index: index), [])
+    return make_plan(ctx, "torchrun", torchrun_nodes(ctx, lambda index: index), [])
