@@ -96,16 +96,15 @@ def prepare(req: LaunchRequest) -> Prepared:
     config_path = str(run_dir / "config.json")
     command, env = _command(req, rendered, str(run_dir), config_path, cpu=cpu)
     env.update(common.parse_env(req.env))
-    if found is None and strategy.engine == "horovod":  # horovodrun is Horovod's own local launcher too
-        found, slots = [hosts.Host("localhost", world)], {"localhost": list(range(world))}
-        transport = "horovodrun"
-        if cpu:
-            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // world))
     if found is None:
-        threads = max(1, (os.cpu_count() or 1) // world) if cpu else None
-        plan = local.plan(strategy=strategy.name, engine=strategy.engine, nproc=world, run_dir=str(run_dir),
-                          config_path=config_path, command=command, env=env, threads=threads)
-        return Prepared(rendered, plan, notices)
+        if cpu:  # cores / local ranks: unset, ranks oversubscribe the cores (DESIGN.md: 3-6x slower)
+            env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // world)))
+        if strategy.engine != "horovod":
+            plan = local.plan(strategy=strategy.name, engine=strategy.engine, nproc=world, run_dir=str(run_dir),
+                              config_path=config_path, command=command, env=env)
+            return Prepared(rendered, plan, notices)
+        # horovodrun is Horovod's own local launcher too: this machine as its only host
+        found, slots, transport = [hosts.Host("localhost", world)], {"localhost": list(range(world))}, "horovodrun"
     master = hosts.check_hostname(req.master_addr, "--master-addr") if req.master_addr else next(iter(slots))
     master = "127.0.0.1" if master == "localhost" else master
     ctx = common.ClusterContext(
@@ -147,7 +146,7 @@ def check_runnable(plan: LaunchPlan) -> None:
     if plan.engine == "horovod" and not horovod_built():
         raise LaunchdeckError("Horovod with its compiled PyTorch extension is not installed; `make horovod` builds "
                               "it (render and --dry-run work without it)")
-    if any(node.host not in ("localhost", "127.0.0.1") for node in plan.nodes):
+    if not all(common.is_this_machine(node.host) for node in plan.nodes):
         raise LaunchdeckError(f"running across hosts (--launcher {plan.transport}) is not available yet; "
                               "--dry-run prints the exact commands for every host")
 

@@ -8,9 +8,8 @@ from pathlib import Path
 import click
 
 from ..launch import LAUNCHERS, LaunchRequest
+from ..train.model import PRESETS  # torch is imported inside its functions only
 from .options import overrides_from, strategy_overrides
-
-PRESETS = ["tiny", "125m", "350m", "1b"]  # launcher.train.model.PRESETS, kept here to stay torch-free
 
 
 @click.command(context_settings={"ignore_unknown_options": False})
@@ -20,7 +19,7 @@ PRESETS = ["tiny", "125m", "350m", "1b"]  # launcher.train.model.PRESETS, kept h
 @click.option("--nproc", type=click.IntRange(min=1), envvar="LAUNCHDECK_NPROC",
               help="Ranks on this machine (default: all visible GPUs, or 2 on CPU).  [env: LAUNCHDECK_NPROC]")
 @click.option("--steps", type=click.IntRange(min=1), envvar="LAUNCHDECK_STEPS", help="Override training.steps.")
-@click.option("--model", type=click.Choice(PRESETS), default="tiny", envvar="LAUNCHDECK_MODEL", show_default=True,
+@click.option("--model", type=click.Choice(list(PRESETS)), default="tiny", envvar="LAUNCHDECK_MODEL", show_default=True,
               help="Payload model preset.")
 @click.option("--data", type=click.Path(exists=True), help="Text file, folder, or JSONL with a 'text' field "
               "(default: Python's own standard library sources).")

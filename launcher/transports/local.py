@@ -28,12 +28,10 @@ def torchrun_argv(nproc: int, nnodes: int, node_rank: int, master_addr: str, mas
 
 
 def plan(*, strategy: str, engine: str, nproc: int, run_dir: str, config_path: str, command: list[str],
-         env: dict[str, str], threads: int | None) -> LaunchPlan:
+         env: dict[str, str]) -> LaunchPlan:
     port = free_port()
     argv = torchrun_argv(nproc, 1, 0, "127.0.0.1", port, os.path.join(run_dir, "logs"), command)
     node_env = {**env, "TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE": "[rank${rank}]:", "PYTHONUNBUFFERED": "1"}
-    if threads:
-        node_env["OMP_NUM_THREADS"] = str(threads)
     node = NodePlan(host="localhost", argv=argv, cwd=os.getcwd(), interpreter=sys.executable, env=node_env,
                     ranks=list(range(nproc)))
     return LaunchPlan(strategy=strategy, engine=engine, transport="local", world_size=nproc,
