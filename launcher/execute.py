@@ -1,36 +1,38 @@
-"""The one place that starts processes: run a plan, stream and log its output, stop it cleanly.
+"""The one place that starts processes: run a plan's commands, stream their output, watch every host,
+stop everything when anything fails.
 
-Signals: the first SIGINT/SIGTERM/SIGHUP asks this job's torchrun to stop its ranks (SIGTERM to its
-process group); a second one, or anything still alive after the grace period, is SIGKILLed. Only
-processes descended from this launcher are touched.
+A plan's commands run here: one local torchrun, or what reaches the hosts (one ssh per node, one
+pdsh, mpirun, srun or horovodrun). Each starts in its own session; its output is copied line by line
+to ``logs/launcher.log`` and, until the job is being stopped, to the console (ssh lines prefixed with
+the host), and the agents' events in it feed a ``Watch``. The first failure anywhere (a rank's exit,
+a hung rank, a node that stops answering, a command that dies) stops the job on every host: commands
+whose agent listens on stdin (ssh) have it closed, the others get SIGTERM, and whatever is left after
+the grace period is killed. Remote agents tear their own process trees down when their connection goes. Ctrl-C
+(SIGINT/SIGTERM/SIGHUP) stops the same way; a second one kills at once. Only this job's processes are
+ever touched: its own commands and, on each host, its agent's descendants.
 """
 
 from __future__ import annotations
 
 import os
-import re
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
-from . import processes
+from . import events, processes
 from .plan import LaunchPlan
+from .watch import Failure, Watch
 
-GRACE_S = 8.0
-_ROOT_CAUSE = re.compile(r"Root Cause \(first observed failure\):.*?host\s*:\s*(\S+).*?rank\s*:\s*(\d+)"
-                         r".*?exitcode\s*:\s*(-?\d+)", re.S)  # torch elastic's ChildFailedError table
-_HOROVOD_FIRST = re.compile(r"The first process to do so was:\s*Process name: (\d+)\s*Exit code: (-?\d+)")
-
-
-@dataclass(frozen=True)
-class Failure:
-    host: str
-    rank: int
-    exit_code: int
-    log_tails: dict[str, list[str]]  # log path -> its last lines (stderr first, then stdout)
+GRACE_S = 8.0  # from stop to SIGKILL
+PIPE_LINGER_S = 2.0  # a command that exited while orphans hold its pipe is done after this long
+TAIL = 400
 
 
 @dataclass(frozen=True)
@@ -41,87 +43,189 @@ class Outcome:
     failure: Failure | None
 
 
-class _Stopper:
-    """Turns signals into a staged stop of one process group."""
+@dataclass
+class Command:
+    """One local process of the job and what it has said."""
 
-    def __init__(self, proc: subprocess.Popen):
-        self.proc, self.count = proc, 0
+    name: str  # "ssh HOST", or the transport
+    label: str  # console prefix: the host for ssh; empty where the transport prefixes lines itself
+    agents: list[str]  # the agents it carries
+    proc: subprocess.Popen
+    tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL))
+    eof: bool = False
+    exited_at: float | None = None
+    done: bool = False
+
+
+class _Signals:
+    """Counts SIGINT/SIGTERM/SIGHUP while the job runs; the supervisor acts on the count."""
+
+    def __init__(self) -> None:
+        self.count = 0
 
     def __call__(self, signum: int, _frame: object) -> None:
         self.count += 1
-        sig = signal.SIGTERM if self.count == 1 else signal.SIGKILL
-        try:
-            os.killpg(self.proc.pid, sig)
-        except ProcessLookupError:
-            pass
-        if self.count > 1:
-            processes.signal_all(processes.descendants(os.getpid()), signal.SIGKILL)
+
+
+class Job:
+    def __init__(self, plan: LaunchPlan):
+        self.plan, self.lines = plan, queue.Queue()
+        self.commands: list[Command] = []
+        self.stopping_since: float | None = None
+        self.killed = False
+
+    def start(self) -> None:
+        agents = list(self.plan.agent_hosts())
+        per_node = self.plan.transport == "ssh"  # one command per node; else one command for all
+        local = self.plan.transport == "local"  # elsewhere each node's env travels inside the command
+        for index, argv in enumerate(self.plan.commands):
+            node = self.plan.nodes[index if per_node else 0]
+            proc = subprocess.Popen(argv, cwd=node.cwd, env={**os.environ, **(node.env if local else {})},
+                                    stdin=subprocess.PIPE if self.plan.stdin_stop else subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+            if per_node:
+                command = Command(f"ssh {node.host}", f"[{node.host}] ", [agents[index]], proc)
+            else:
+                command = Command(self.plan.transport, "", agents, proc)
+            self.commands.append(command)
+            threading.Thread(target=_read, args=(index, proc.stdout, self.lines), daemon=True).start()
+
+    def stop(self) -> None:
+        """Ask every command to end: close the control channel where there is one, else SIGTERM."""
+        self.stopping_since = time.monotonic()
+        for command in self.running():
+            if command.proc.stdin:
+                _close(command.proc.stdin)
+            else:
+                _killpg(command.proc, signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.killed = True
+        for command in self.running():
+            _killpg(command.proc, signal.SIGKILL)
+
+    def running(self) -> list[Command]:
+        return [c for c in self.commands if c.proc.poll() is None]
+
+    def finished(self) -> list[Command]:
+        """Commands that just became done: exited, and their output read (or abandoned to orphans)."""
+        now, newly = time.monotonic(), []
+        for command in self.commands:
+            if command.done or command.proc.poll() is None:
+                continue
+            command.exited_at = command.exited_at or now
+            if command.eof or now - command.exited_at > PIPE_LINGER_S:
+                command.done = True
+                newly.append(command)
+        return newly
+
+    def returncode(self) -> int:
+        codes = [c.proc.returncode for c in self.commands if c.proc.returncode]
+        return codes[0] if codes else 0
+
+
+def _read(index: int, stream: IO[bytes], lines: queue.Queue) -> None:
+    for raw in iter(stream.readline, b""):
+        lines.put((index, raw.decode("utf-8", errors="replace")))
+    lines.put((index, None))
+
+
+def _close(stream: IO[bytes]) -> None:
+    try:
+        stream.close()
+    except OSError:
+        pass
+
+
+def _killpg(proc: subprocess.Popen, sig: signal.Signals) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def run(plan: LaunchPlan, console=sys.stdout) -> Outcome:
-    """Run a plan whose commands run on this machine; returns when every process of the job is gone."""
-    (command,), node = plan.commands, plan.nodes[0]
+    """Run a plan; returns when every process of the job here is gone (and each host's agent has been
+    told to stop)."""
     logs = Path(plan.run_dir) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     processes.become_subreaper()
-    started = time.monotonic()
-    with open(logs / "launcher.log", "w", encoding="utf-8") as launcher_log:
-        proc = subprocess.Popen(command, cwd=node.cwd, env={**os.environ, **node.env}, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-        stopper = _Stopper(proc)
-        previous = {s: signal.signal(s, stopper) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    started, watch, job, signals = time.monotonic(), Watch(plan), Job(plan), _Signals()
+    with open(logs / "launcher.log", "w", encoding="utf-8") as log:
+        previous = {s: signal.signal(s, signals) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
         try:
-            tail = _pump(proc, console, launcher_log)
-            returncode = proc.wait()
+            job.start()
+            _supervise(job, watch, signals, _Console(console, log))
         finally:
+            job.kill()
             processes.terminate_tree(grace=GRACE_S)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-    failure = find_failure("".join(tail), logs) if returncode else None
-    return Outcome(returncode, time.monotonic() - started, stopper.count > 0, failure)
+    return Outcome(job.returncode() or (1 if watch.failed else 0), time.monotonic() - started,
+                   signals.count > 0, watch.first(logs))
 
 
-def _pump(proc: subprocess.Popen, console, log) -> list[str]:
-    """Copy the agent's output to the console and launcher.log; keep the last lines for the report."""
-    tail: list[str] = []
-    for raw in iter(proc.stdout.readline, b""):
-        line = raw.decode("utf-8", errors="replace")
-        log.write(line)
-        console.write(line)
-        console.flush()
-        tail = (tail + [line])[-200:]
-    proc.stdout.close()
-    return tail
+@dataclass
+class _Console:
+    console: IO[str]
+    log: IO[str]
+
+    def write(self, text: str, quiet: bool = False) -> None:
+        """Every line goes to the log; the console is spared the collateral output of a teardown."""
+        self.log.write(text)
+        if not quiet:
+            self.console.write(text)
+            self.console.flush()
 
 
-def find_failure(agent_output: str, logs: Path, lines: int = 12) -> Failure | None:
-    """The first failed rank as torch elastic (or horovodrun) reports it, with the end of its logs."""
-    match = _ROOT_CAUSE.search(agent_output)
-    if match:
-        host, rank, code = match.group(1), int(match.group(2)), int(match.group(3))
-        candidates = (logs / f"rank{rank}.err.log", logs / f"rank{rank}.log")
-    elif match := _HOROVOD_FIRST.search(agent_output):
-        host, rank, code = "localhost", int(match.group(1)), int(match.group(2))
-        candidates = (logs / "horovod" / f"rank.{rank}" / "stderr", logs / "horovod" / f"rank.{rank}" / "stdout")
-    else:
-        return None
-    tails = {}
-    for path in candidates:
-        text = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()] if path.is_file() else []
-        if text:
-            tails[str(path)] = text[-lines:]
-    return Failure(host, rank, code, tails)
+def _supervise(job: Job, watch: Watch, signals: _Signals, out: _Console) -> None:
+    while not all(c.done for c in job.commands):
+        _pump(job, watch, out, timeout=0.1)
+        for command in job.finished():
+            watch.on_exit(command.agents, command.name, command.proc.returncode, list(command.tail))
+        now = time.monotonic()
+        if job.stopping_since is None:
+            watch.check(now)
+            if signals.count:
+                watch.frozen = True
+            if watch.failed or signals.count:
+                job.stop()
+        elif not job.killed and (signals.count > 1 or now - job.stopping_since > GRACE_S):
+            job.kill()
+
+
+def _pump(job: Job, watch: Watch, out: _Console, timeout: float) -> None:
+    """Handle every line that arrived (waiting up to ``timeout`` for the first)."""
+    try:
+        item = job.lines.get(timeout=timeout)
+        while True:
+            index, line = item
+            command = job.commands[index]
+            if line is None:
+                command.eof = True
+            elif (event := events.decode(line)) is not None:
+                watch.on_event(event, time.monotonic())
+            else:
+                command.tail.append(line)
+                out.write(command.label + line, quiet=job.stopping_since is not None)
+            item = job.lines.get_nowait()
+    except queue.Empty:
+        return
 
 
 def report(outcome: Outcome) -> str:
-    """One report: which rank failed first, how, and the last lines of its log."""
+    """One report: which rank (or node) failed first, how, and the last lines of its log."""
     if outcome.failure is None:
         how = "interrupted" if outcome.interrupted else f"exited with code {outcome.returncode}"
         return f"launchdeck: job {how} after {outcome.elapsed_s:.1f} s\n"
     f = outcome.failure
-    code = f"signal {signal.Signals(-f.exit_code).name}" if f.exit_code < 0 else f"exit code {f.exit_code}"
-    lines = [f"launchdeck: job failed after {outcome.elapsed_s:.1f} s: rank {f.rank} on {f.host}: {code}; "
-             "every other rank was stopped"]
+    who = f"rank {f.rank} on {f.host}" if f.rank is not None else f.host
+    if f.exit_code is None:
+        what = f.reason
+    else:
+        code = f"signal {signal.Signals(-f.exit_code).name}" if f.exit_code < 0 else f"exit code {f.exit_code}"
+        what = f"{code} ({f.reason})" if f.reason else code
+    lines = [f"launchdeck: job failed after {outcome.elapsed_s:.1f} s: {who}: {what}; every other rank was stopped"]
     for path, tail in f.log_tails.items():
         lines.append(f"--- last lines of {path} ---")
         lines += [f"  {line}" for line in tail]
@@ -129,9 +233,9 @@ def report(outcome: Outcome) -> str:
 
 
 def exit_code_for(outcome: Outcome) -> int:
-    """The failing rank's own code when it has one, else the agent's; 130 after Ctrl-C."""
+    """The failing rank's own code when it has one, else the launcher command's; 130 after Ctrl-C."""
     if outcome.returncode == 0:
         return 0
-    if outcome.failure and 0 < outcome.failure.exit_code < 256:
+    if outcome.failure and outcome.failure.exit_code and 0 < outcome.failure.exit_code < 256:
         return outcome.failure.exit_code
     return 130 if outcome.interrupted else (outcome.returncode if 0 < outcome.returncode < 256 else 1)

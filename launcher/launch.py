@@ -16,6 +16,7 @@ from . import cluster_env, hosts, record
 from .catalog import load_strategy
 from .errors import LaunchdeckError
 from .plan import LaunchPlan
+from .probe import visible_gpus
 from .render import Cluster, RenderedConfig, render
 from .resume import find_resume_source
 from .strategy import Strategy
@@ -29,7 +30,6 @@ from .transports.torchrun import plan_torchrun
 DEFAULT_CPU_RANKS = 2
 TRANSPORTS = {"ssh": plan_ssh, "pdsh": plan_pdsh, "openmpi": plan_openmpi, "slurm": plan_slurm,
               "horovodrun": plan_horovodrun, "torchrun": plan_torchrun}
-LAUNCHERS = ("local", *TRANSPORTS)
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,8 @@ class LaunchRequest:
     ssh_key: str | None = None
     network_interface: str | None = None
     env: tuple[str, ...] = ()
+    hang_timeout: float = 5.0  # seconds a rank may stay stopped before it is killed (0: never)
+    heartbeat_timeout: float = 10.0  # seconds of silence after which a node counts as lost
 
 
 @dataclass(frozen=True)
@@ -65,16 +67,6 @@ class Prepared:
     rendered: RenderedConfig
     plan: LaunchPlan
     notices: list[str] = field(default_factory=list)
-
-
-def visible_gpus() -> int:
-    """NVIDIA GPUs this process may use, without importing torch."""
-    devices = Path("/proc/driver/nvidia/gpus")
-    physical = len(list(devices.iterdir())) if devices.is_dir() else 0
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is None:
-        return physical
-    return min(physical, len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"]))
 
 
 def prepare(req: LaunchRequest) -> Prepared:
@@ -109,10 +101,11 @@ def prepare(req: LaunchRequest) -> Prepared:
     master = "127.0.0.1" if master == "localhost" else master
     ctx = common.ClusterContext(
         totals={h.name: h.slots for h in found}, slots=slots, command=command,
-        env={**common.forwarded_env(), **env}, run_dir=str(run_dir), config_path=config_path,
-        strategy=strategy.name, engine=strategy.engine, master_addr=master,
+        env=common.cluster_env({**common.forwarded_env(), **env}, req.network_interface), run_dir=str(run_dir),
+        config_path=config_path, strategy=strategy.name, engine=strategy.engine, master_addr=master,
         master_port=common.choose_port(master, str(run_dir), req.master_port), cpu=cpu, ssh_port=req.ssh_port,
-        ssh_key=req.ssh_key, network_interface=req.network_interface,
+        ssh_key=req.ssh_key, network_interface=req.network_interface, hang_timeout=req.hang_timeout,
+        heartbeat_timeout=req.heartbeat_timeout,
         extra={"horovodrun": rendered.config.get("horovodrun", [])} if strategy.engine == "horovod" else {})
     return Prepared(rendered, TRANSPORTS[transport](ctx), notices)
 
@@ -146,9 +139,14 @@ def check_runnable(plan: LaunchPlan) -> None:
     if plan.engine == "horovod" and not horovod_built():
         raise LaunchdeckError("Horovod with its compiled PyTorch extension is not installed; `make horovod` builds "
                               "it (render and --dry-run work without it)")
-    if not all(common.is_this_machine(node.host) for node in plan.nodes):
-        raise LaunchdeckError(f"running across hosts (--launcher {plan.transport}) is not available yet; "
-                              "--dry-run prints the exact commands for every host")
+    if not plan.commands:
+        raise LaunchdeckError(f"--launcher {plan.transport} only prints the line each node runs; add --dry-run "
+                              "(or choose ssh, pdsh, openmpi, slurm or horovodrun to start them from here)")
+
+
+def needs_preflight(plan: LaunchPlan) -> bool:
+    """Plans that reach other hosts over ssh (Slurm checks its own nodes; one machine needs no ssh)."""
+    return plan.transport != "slurm" and not all(common.is_this_machine(node.host) for node in plan.nodes)
 
 
 def horovod_built() -> bool:

@@ -33,6 +33,17 @@ class LaunchPlan:
     nodes: list[NodePlan]
     commands: list[list[str]] = field(default_factory=list)  # what this machine runs (none: run per node)
     files: dict[str, str] = field(default_factory=dict)  # written into the run record before the start
+    agents: str = "none"  # who reports heartbeats (launcher.agent): "nodes", "ranks" or "none"
+    heartbeat_timeout_s: float = 10.0  # an agent silent this long has stopped answering
+    stdin_stop: bool = False  # closing a command's stdin stops it (the ssh transport's control channel)
+
+    def agent_hosts(self) -> dict[str, str]:
+        """Agent id -> host, for every agent this plan starts (see launcher.agent)."""
+        if self.agents == "nodes":
+            return {f"node{index}": node.host for index, node in enumerate(self.nodes)}
+        if self.agents == "ranks":
+            return {f"rank{rank}": node.host for node in self.nodes for rank in node.ranks}
+        return {}
 
     def to_json(self) -> str:
         """Indented JSON with one line per node and per command: diffable, and fast for 10,000 nodes."""

@@ -22,14 +22,30 @@ def become_subreaper() -> None:
 def _parents() -> dict[int, int]:
     parents = {}
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+        if entry.name.isdigit():
+            parent = _parent(int(entry.name))
+            if parent is not None:
+                parents[int(entry.name)] = parent
     return parents
+
+
+def _stat(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the command name (state, parent …); empty once gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
+
+
+def _parent(pid: int) -> int | None:
+    fields = _stat(pid)
+    return int(fields[1]) if len(fields) > 1 else None
+
+
+def parents_of(pids: list[int]) -> dict[int, int]:
+    """pid -> parent pid, for those of ``pids`` still alive."""
+    found = {pid: _parent(pid) for pid in pids}
+    return {pid: parent for pid, parent in found.items() if parent is not None}
 
 
 def descendants(pid: int) -> list[int]:
@@ -54,32 +70,57 @@ def signal_all(pids: list[int], sig: signal.Signals) -> None:
             pass
 
 
-def terminate_tree(root: int = 0, grace: float = 5.0) -> list[int]:
+def state(pid: int) -> str | None:
+    """The kernel's one-letter state (R, S, D, T stopped, t traced, Z zombie …); None once gone."""
+    fields = _stat(pid)
+    return fields[0] if fields else None
+
+
+def environ(pid: int) -> dict[str, str]:
+    """The environment a process started with (empty when it is gone or not ours to read)."""
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return {}
+    pairs = (item.decode(errors="replace").partition("=") for item in raw.split(b"\0") if item)
+    return {name: value for name, _, value in pairs}
+
+
+def terminate_tree(root: int = 0, grace: float = 5.0, spare: int | None = None) -> list[int]:
     """SIGTERM every descendant of ``root`` (default: us), SIGKILL what is left after ``grace`` s.
 
-    Returns every process that was signalled."""
+    ``spare``: a child whose exit status a ``Popen`` still has to collect; it is signalled like the
+    others but never reaped here. Returns every process that was signalled."""
     root = root or os.getpid()
     targets = descendants(root)
     signal_all(targets, signal.SIGTERM)
-    stubborn = _wait_gone(root, grace)
+    stubborn = _wait_gone(root, grace, spare)
     signal_all(stubborn, signal.SIGKILL)
-    _wait_gone(root, 2.0)
+    _wait_gone(root, 2.0, spare)
     return targets
 
 
-def _wait_gone(root: int, seconds: float) -> list[int]:
-    """Reap and poll until ``root`` has no descendants or ``seconds`` pass; returns the survivors."""
+def _wait_gone(root: int, seconds: float, spare: int | None = None) -> list[int]:
+    """Reap and poll until ``root`` has only ``spare`` (dead or alive) left or ``seconds`` pass; returns
+    the survivors."""
     deadline = time.monotonic() + seconds
     while True:
-        _reap()
-        alive = descendants(root)
+        _reap(spare)
+        alive = [pid for pid in descendants(root) if pid != spare or state(pid) not in (None, "Z")]
         if not alive or time.monotonic() >= deadline:
             return alive
         time.sleep(0.05)
 
 
-def _reap() -> None:
-    """Collect exited orphans that were reparented to us (we are their subreaper)."""
+def _reap(spare: int | None = None) -> None:
+    """Collect exited orphans that were reparented to us (we are their subreaper), except ``spare``."""
+    if spare is not None:
+        for pid in [child for child, parent in _parents().items() if parent == os.getpid() and child != spare]:
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+        return
     while True:
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)

@@ -1,4 +1,4 @@
-"""The executor's pieces: reading torch elastic's failure report, ancestry-based teardown."""
+"""The executor's pieces: reading torch elastic's failure report, the report, ancestry-based teardown."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ import subprocess
 import sys
 import time
 
-from launcher import processes
-from launcher.execute import Failure, Outcome, exit_code_for, find_failure, report
+from launcher import elastic, processes
+from launcher.execute import Outcome, exit_code_for, report
+from launcher.plan import LaunchPlan, NodePlan
+from launcher.watch import Failure, Watch
 
 AGENT_OUTPUT = """
 Failures:
@@ -29,10 +31,19 @@ Root Cause (first observed failure):
 """
 
 
+def test_the_table_lists_the_root_cause_first():
+    assert [(f.host, f.rank, f.exit_code) for f in elastic.failures(AGENT_OUTPUT)] == [("node-b", 3, 17),
+                                                                                       ("node-a", 0, -15)]
+    assert elastic.failures("no report here") == []
+
+
 def test_the_root_cause_names_the_first_failed_rank_and_its_logs(tmp_path):
     (tmp_path / "rank3.err.log").write_text("warning\nTraceback\nValueError: boom\n")
     (tmp_path / "rank3.log").write_text("step 1\n\nstep 2\n")
-    failure = find_failure(AGENT_OUTPUT, tmp_path)
+    plan = LaunchPlan("ddp", "ddp", "local", 4, "127.0.0.1", 1, str(tmp_path), "", [NodePlan("localhost", [], "", "")])
+    watch = Watch(plan)
+    watch.on_exit([], "local", 1, AGENT_OUTPUT.splitlines(keepends=True))
+    failure = watch.first(tmp_path)
     assert (failure.host, failure.rank, failure.exit_code) == ("node-b", 3, 17)
     assert list(failure.log_tails.values()) == [["warning", "Traceback", "ValueError: boom"], ["step 1", "step 2"]]
     text = report(Outcome(1, 4.2, False, failure))
@@ -46,7 +57,9 @@ def test_signals_and_interrupts_map_to_exit_codes():
     assert exit_code_for(Outcome(1, 1.0, False, killed)) == 1
     assert exit_code_for(Outcome(1, 1.0, True, None)) == 130
     assert exit_code_for(Outcome(0, 1.0, False, None)) == 0
-    assert find_failure("no report here", "/nonexistent") is None
+    hung = Failure("h", 2, None, {}, "hung: stopped for 5.0 s")
+    assert "rank 2 on h: hung: stopped for 5.0 s" in report(Outcome(1, 1.0, False, hung))
+    assert exit_code_for(Outcome(1, 1.0, False, hung)) == 1
 
 
 def test_terminate_tree_kills_descendants_and_orphans_but_not_strangers(tmp_path):
@@ -83,13 +96,3 @@ def test_descendants_of_a_process_without_children_is_empty():
             assert child.pid in processes.descendants(os.getpid())
         finally:
             child.kill()
-
-
-def test_horovodrun_failures_are_read_too(tmp_path):
-    output = ("RuntimeError: Horovod detected that one or more processes exited with non-zero status, thus causing "
-              "the job to be terminated. The first process to do so was:\nProcess name: 1\nExit code: 17\n")
-    (tmp_path / "horovod" / "rank.1").mkdir(parents=True)
-    (tmp_path / "horovod" / "rank.1" / "stdout").write_text("step 1\nfault drill\n")
-    failure = find_failure(output, tmp_path)
-    assert (failure.rank, failure.exit_code) == (1, 17)
-    assert list(failure.log_tails.values()) == [["step 1", "fault drill"]]

@@ -47,5 +47,5 @@ def test_a_crashing_horovod_rank_ends_the_job(tmp_path):
     assert done.returncode == 17
     assert "rank 1 on localhost: exit code 17" in done.stderr
     assert "fault drill: rank 1 exits with 17 before step 3" in done.stderr
-    assert (run_dir / "logs" / "horovod" / "rank.0" / "stdout").is_file()
+    assert (run_dir / "logs" / "rank0.log").is_file() and (run_dir / "logs" / "rank1.err.log").is_file()
     assert not processes_of(run_dir)

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from launcher import launch
+from launcher import launch, probe
 from launcher.errors import LaunchdeckError
 from launcher.launch import LaunchRequest, prepare
 
@@ -79,12 +79,12 @@ def test_visible_gpus_honours_cuda_visible_devices(monkeypatch, tmp_path, visibl
     fake.mkdir()
     for i in range(physical):
         (fake / f"0000:0{i}:00.0").mkdir()
-    monkeypatch.setattr(launch, "Path", lambda p: fake if p == "/proc/driver/nvidia/gpus" else pathlib.Path(p))
+    monkeypatch.setattr(probe, "Path", lambda p: fake if p == "/proc/driver/nvidia/gpus" else pathlib.Path(p))
     if visible is None:
         monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     else:
         monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
-    assert launch.visible_gpus() == expected
+    assert probe.visible_gpus() == expected
 
 
 def test_resume_needs_a_checkpoint(tmp_path):

@@ -13,6 +13,7 @@ import pytest
 from launcher import launch
 from launcher.errors import LaunchdeckError
 from launcher.launch import LaunchRequest, prepare
+from launcher.transports import LAUNCHERS
 
 HOSTILE_VALUES = ["$(touch {p})", "`touch {p}`", "a'b;touch {p}", 'a"b$(touch {p})"', "x\ntouch {p}",
                   "; touch {p}", "| touch {p}", "&& touch {p}", "%n %h", "${{IFS}}touch${{IFS}}{p}"]
@@ -36,7 +37,12 @@ def test_torchrun_per_node_transports(tmp_path, hostfile, transport):
     assert (plan.world_size, plan.master_addr) == (8, "node-a")
     assert 20000 <= plan.master_port < 30000  # remote master: drawn below the ephemeral range
     for rank, node in enumerate(plan.nodes):
-        assert node.argv[:3] == [sys.executable, "-m", "torch.distributed.run"]
+        torchrun = node.argv.index("torch.distributed.run") - 2
+        assert node.argv[torchrun:torchrun + 3] == [sys.executable, "-m", "torch.distributed.run"]
+        agent = node.argv[:torchrun]  # the node's watchdog (none where launchdeck starts nothing)
+        assert agent == ([] if transport == "torchrun" else
+                         [sys.executable, "-m", "launcher.agent", f"--node={rank}", f"--host={node.host}",
+                          *(["--stdin-stop"] if transport == "ssh" else []), "--hang-timeout=5", "--"])
         assert f"--node-rank={rank}" in node.argv and "--nnodes=2" in node.argv
         assert "--nproc-per-node=4" in node.argv and "--master-addr=node-a" in node.argv
         assert node.ranks == list(range(4 * rank, 4 * rank + 4)) and node.interpreter == sys.executable
@@ -46,6 +52,7 @@ def test_torchrun_per_node_transports(tmp_path, hostfile, transport):
     elif transport == "pdsh":
         (command,) = plan.commands
         assert command[command.index("-w") + 1] == "node-a,node-b" and "--node-rank=%n" in command[-1]
+        assert "--node=%n --host=%h" in command[-1]  # pdsh fills in each host's index and name
     else:
         assert plan.commands == []
 
@@ -106,9 +113,14 @@ def test_bad_cluster_requests(tmp_path, hostfile, request_kw, message):
         prepare(LaunchRequest("zero3", run_dir=str(tmp_path / "r"), **request_kw))
 
 
-def test_multi_host_plans_are_not_run_yet(tmp_path, hostfile):
-    with pytest.raises(LaunchdeckError, match="running across hosts"):
-        launch.check_runnable(plan_for(tmp_path, hostfile, "ssh"))
+def test_every_launcher_choice_has_a_planner():
+    assert set(LAUNCHERS) == {"local", *launch.TRANSPORTS}
+
+
+def test_per_node_torchrun_lines_are_printed_not_run(tmp_path, hostfile):
+    launch.check_runnable(plan_for(tmp_path, hostfile, "ssh"))
+    with pytest.raises(LaunchdeckError, match="only prints the line each node runs; add --dry-run"):
+        launch.check_runnable(plan_for(tmp_path, hostfile, "torchrun"))
 
 
 @pytest.mark.parametrize("transport", ["ssh", "pdsh", "slurm"])
@@ -127,10 +139,14 @@ def test_hostile_env_values_reach_the_rank_verbatim_through_a_real_shell(tmp_pat
     probe = f"{sys.executable} -c 'import json,os,sys; print(json.dumps(dict(os.environ)))'"
     line = line.replace(shlex.quote(sys.executable) + " -m torch.distributed.run", probe, 1)
     line = line.replace(sys.executable + " -m torch.distributed.run", probe, 1)
-    done = subprocess.run(["sh", "-c", line], capture_output=True, text=True, timeout=30,
-                          env={"PATH": os.environ["PATH"], "SLURM_NODEID": "0"}, cwd=tmp_path)
+    control, keep_open = os.pipe()  # the ssh agent's control channel: open while the node runs
+    try:
+        done = subprocess.run(["sh", "-c", line], capture_output=True, text=True, timeout=30, stdin=control,
+                              env={"PATH": os.environ["PATH"], "SLURM_NODEID": "0"}, cwd=tmp_path)
+    finally:
+        os.close(control), os.close(keep_open)
     assert done.returncode == 0, done.stderr
-    seen = json.loads(done.stdout.splitlines()[0])
+    seen = json.loads(next(ln for ln in done.stdout.splitlines() if ln.startswith("{")))  # amid agent events
     assert [seen[f"HOSTILE_{i}"] for i in range(len(values))] == values
     assert not pwned.exists()
 

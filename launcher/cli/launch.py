@@ -7,9 +7,9 @@ from pathlib import Path
 
 import click
 
-from ..launch import LAUNCHERS, LaunchRequest
+from ..launch import LaunchRequest
 from ..train.model import PRESETS  # torch is imported inside its functions only
-from .options import overrides_from, strategy_overrides
+from .options import cluster_options, overrides_from, strategy_overrides
 
 
 @click.command(context_settings={"ignore_unknown_options": False})
@@ -31,20 +31,14 @@ from .options import overrides_from, strategy_overrides
               "(always at the end).")
 @click.option("--resume", metavar="RUN|CKPT|last", help="Continue from the latest complete checkpoint of a run "
               "directory, a checkpoint directory, or 'last' (the newest run of this strategy).")
-@click.option("--hostfile", type=click.Path(dir_okay=False), envvar="LAUNCHDECK_HOSTFILE",
-              help="Hosts and slots ('host slots=N' or 'host:N'); a missing file is an error.")
-@click.option("--include", help="Only these hosts/slots: host[:slot,slot]@host… (DeepSpeed syntax).")
-@click.option("--exclude", help="All but these hosts/slots: host[:slot,slot]@host…")
-@click.option("--launcher", "transport", type=click.Choice(LAUNCHERS), envvar="LAUNCHDECK_LAUNCHER",
-              help="How ranks start: local (default), ssh (default with --hostfile), pdsh, openmpi, slurm, "
-                   "horovodrun, torchrun (print per-node commands).")
-@click.option("--master-addr", help="Rendezvous host (default: the first host).")
-@click.option("--master-port", type=click.IntRange(1, 65535), help="Rendezvous port (default: a free one).")
-@click.option("--ssh-port", type=click.IntRange(1, 65535), help="ssh port on the hosts.")
-@click.option("--ssh-key", type=click.Path(dir_okay=False), help="ssh identity file.")
-@click.option("--network-interface", help="NIC for MPI / Horovod traffic (e.g. ib0); no default is assumed.")
-@click.option("--env", "env_pairs", multiple=True, metavar="NAME=VALUE",
-              help="Extra env for every rank on every host (repeatable; values are passed verbatim).")
+@cluster_options
+@click.option("--hang-timeout", type=click.FloatRange(min=0), default=5.0, show_default=True,
+              help="Across hosts: seconds a rank may stay stopped (SIGSTOP, tty stop) before it is killed and the "
+                   "job ends everywhere; 0 never.")
+@click.option("--heartbeat-timeout", type=click.FloatRange(min=1), default=10.0, show_default=True,
+              help="Across hosts: seconds without a heartbeat from a node's agent before the node counts as lost.")
+@click.option("--no-preflight", is_flag=True, help="Across hosts: skip the per-host checks (ssh, versions, GPUs, "
+              "port) that run before anything starts.")
 @click.option("--check", is_flag=True, help="With --dry-run: also check the config with DeepSpeed's parser.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (commands, env, rendezvous) and start nothing.")
 @click.option("--json", "as_json", is_flag=True, help="With --dry-run: the plan as JSON.")
@@ -52,10 +46,8 @@ from .options import overrides_from, strategy_overrides
 def launch(name: str, script: tuple[str, ...], cpu: bool, nproc: int | None, steps: int | None, model: str,
            data: str | None, seq_len: int | None, sets: tuple[str, ...], micro_batch: int | None,
            grad_accum: int | None, precision: str | None, run_dir: str | None, save_every: int,
-           resume: str | None, hostfile: str | None, include: str | None, exclude: str | None,
-           transport: str | None, master_addr: str | None, master_port: int | None, ssh_port: int | None,
-           ssh_key: str | None, network_interface: str | None, env_pairs: tuple[str, ...], check: bool,
-           dry_run: bool, as_json: bool, crash_at: str | None) -> None:
+           resume: str | None, cluster: dict, hang_timeout: float, heartbeat_timeout: float, no_preflight: bool,
+           check: bool, dry_run: bool, as_json: bool, crash_at: str | None) -> None:
     """Train strategy NAME on this machine and keep a run record.
 
     \b
@@ -74,9 +66,7 @@ def launch(name: str, script: tuple[str, ...], cpu: bool, nproc: int | None, ste
     request = LaunchRequest(strategy=name, overrides=tuple(overrides_from(sets, micro_batch, grad_accum, precision)),
                             nproc=nproc, cpu=cpu, steps=steps, model=model, data=data, seq_len=seq_len,
                             run_dir=run_dir, save_every=save_every, resume=resume, crash_at=crash_at, script=script,
-                            hostfile=hostfile, include=include, exclude=exclude, launcher=transport,
-                            master_addr=master_addr, master_port=master_port, ssh_port=ssh_port, ssh_key=ssh_key,
-                            network_interface=network_interface, env=env_pairs)
+                            hang_timeout=hang_timeout, heartbeat_timeout=heartbeat_timeout, **cluster)
     prepared = planner.prepare(request)
     for notice in prepared.notices:
         click.echo(notice, err=True)
@@ -89,6 +79,10 @@ def launch(name: str, script: tuple[str, ...], cpu: bool, nproc: int | None, ste
         click.echo(plan.to_json() if as_json else plan.describe(), nl=False)
         return
     planner.check_runnable(plan)
+    if not no_preflight and planner.needs_preflight(plan):
+        from ..doctor import preflight
+
+        preflight(plan, cpu=request.cpu, ssh_port=request.ssh_port, ssh_key=request.ssh_key)
     run_dir_path = Path(plan.run_dir)
     record.create(run_dir_path)
     record.write_inputs(run_dir_path, prepared.rendered, plan)

@@ -5,10 +5,13 @@ Precedence, the same everywhere: command line > environment > strategy YAML > de
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import click
+
+from ..transports import LAUNCHERS
 
 
 def strategy_overrides(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -39,3 +42,38 @@ def overrides_from(sets: tuple[str, ...], micro_batch: int | None, grad_accum: i
     if precision is not None:
         result.append(f"training.precision={precision}")
     return result
+
+
+def cluster_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Hosts, transport, rendezvous and ssh: the options of ``launch`` and ``doctor``, handed to the command
+    as one ``cluster`` dict of ``LaunchRequest`` fields."""
+    options = [
+        click.option("--hostfile", type=click.Path(dir_okay=False), envvar="LAUNCHDECK_HOSTFILE",
+                     help="Hosts and slots ('host slots=N' or 'host:N'); a missing file is an error."),
+        click.option("--include", help="Only these hosts/slots: host[:slot,slot]@host… (DeepSpeed syntax)."),
+        click.option("--exclude", help="All but these hosts/slots: host[:slot,slot]@host…"),
+        click.option("--launcher", type=click.Choice(LAUNCHERS), envvar="LAUNCHDECK_LAUNCHER",
+                     help="How ranks start: local (default), ssh (default with --hostfile), pdsh, openmpi, slurm, "
+                          "horovodrun, torchrun (print per-node commands)."),
+        click.option("--master-addr", help="Rendezvous host (default: the first host)."),
+        click.option("--master-port", type=click.IntRange(1, 65535), help="Rendezvous port (default: a free one)."),
+        click.option("--ssh-port", type=click.IntRange(1, 65535), help="ssh port on the hosts."),
+        click.option("--ssh-key", type=click.Path(dir_okay=False), help="ssh identity file."),
+        click.option("--network-interface", help="NIC for rank traffic (e.g. ib0): gloo, NCCL, MPI and Horovod use "
+                                                 "it; no default is assumed."),
+        click.option("--env", multiple=True, metavar="NAME=VALUE",
+                     help="Extra env for every rank on every host (repeatable; values are passed verbatim)."),
+    ]
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        cluster = {name: kwargs.pop(name) for name in CLUSTER_FIELDS}
+        return func(*args, cluster=cluster, **kwargs)
+
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+CLUSTER_FIELDS = ("hostfile", "include", "exclude", "launcher", "master_addr", "master_port", "ssh_port", "ssh_key",
+                  "network_interface", "env")

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .. import rankenv
+
 PR_SET_PDEATHSIG = 1
 
 
@@ -28,7 +30,7 @@ class Runtime:
 
 def detect(force_cpu: bool = False) -> Runtime:
     """Read RANK/WORLD_SIZE/LOCAL_RANK (set by torchrun); CPU → gloo, GPU → nccl, one GPU per rank."""
-    adopt_mpi_env()
+    rankenv.adopt(os.environ)  # under mpirun / horovodrun ranks come as OMPI_COMM_WORLD_* / HOROVOD_*
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
@@ -36,22 +38,6 @@ def detect(force_cpu: bool = False) -> Runtime:
         torch.cuda.set_device(local_rank)
         return Runtime(rank, local_rank, world, local_world, torch.device("cuda", local_rank), "nccl")
     return Runtime(rank, local_rank, world, local_world, torch.device("cpu"), "gloo")
-
-
-_RANK_SOURCES = {  # torch's name -> the same fact as OpenMPI's mpirun and horovodrun state it
-    "RANK": ("OMPI_COMM_WORLD_RANK", "HOROVOD_RANK"),
-    "WORLD_SIZE": ("OMPI_COMM_WORLD_SIZE", "HOROVOD_SIZE"),
-    "LOCAL_RANK": ("OMPI_COMM_WORLD_LOCAL_RANK", "HOROVOD_LOCAL_RANK"),
-    "LOCAL_WORLD_SIZE": ("OMPI_COMM_WORLD_LOCAL_SIZE", "HOROVOD_LOCAL_SIZE"),
-}
-
-
-def adopt_mpi_env() -> None:
-    """Under mpirun or horovodrun ranks come as OMPI_COMM_WORLD_* / HOROVOD_*; torch wants RANK & co."""
-    for name, sources in _RANK_SOURCES.items():
-        for source in sources:
-            if name not in os.environ and source in os.environ:
-                os.environ[name] = os.environ[source]
 
 
 def set_cpu_threads(runtime: Runtime) -> int:

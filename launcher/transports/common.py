@@ -40,6 +40,8 @@ class ClusterContext:
     ssh_port: int | None = None
     ssh_key: str | None = None
     network_interface: str | None = None
+    hang_timeout: float = 5.0  # seconds a rank may stay stopped before its agent kills it (0: never)
+    heartbeat_timeout: float = 10.0
     extra: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -64,6 +66,16 @@ def parse_env(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
 
 def forwarded_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k in FORWARD_NAMES or k.startswith(FORWARD_PREFIXES)}
+
+
+def cluster_env(env: dict[str, str], network_interface: str | None) -> dict[str, str]:
+    """The job env for every node: rank-prefixed, unbuffered output; the chosen NIC for gloo and NCCL too
+    (unless set explicitly)."""
+    env = {"TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE": "[rank${rank}]:", "PYTHONUNBUFFERED": "1", **env}
+    if network_interface:
+        env.setdefault("GLOO_SOCKET_IFNAME", network_interface)
+        env.setdefault("NCCL_SOCKET_IFNAME", network_interface)
+    return env
 
 
 def is_this_machine(host: str) -> bool:
@@ -127,28 +139,43 @@ def _rank_spans(ctx: ClusterContext):
         first += len(slots)
 
 
-def torchrun_nodes(ctx: ClusterContext, rank_of: Callable[[int], int | str]) -> list[NodePlan]:
-    """One torchrun per node (ssh, pdsh, slurm, per-node torchrun); only the node rank differs."""
+def agent_argv(ctx: ClusterContext, *mode: str) -> list[str]:
+    """``python -m launcher.agent MODE… --`` (mode: ``--node N [--host H]`` or ``--per-rank``)."""
+    logs = ["--rank-logs", os.path.join(ctx.run_dir, "logs")] if "--per-rank" in mode else []
+    return [python(), "-m", "launcher.agent", *mode, *logs, f"--hang-timeout={ctx.hang_timeout:g}", "--"]
+
+
+def torchrun_nodes(ctx: ClusterContext, rank_of: Callable[[int], int | str],
+                   agent: Callable[[int, str], list[str]] | None = None) -> list[NodePlan]:
+    """One torchrun per node (ssh, pdsh, slurm, per-node torchrun); only the node rank differs.
+
+    ``agent(index, host)``: the agent arguments each node's torchrun runs under (none: bare torchrun)."""
     cwd, templates, nodes = os.getcwd(), {}, []
     for index, host, ranks in _rank_spans(ctx):
         if len(ranks) not in templates:
             argv = node_torchrun(ctx, "<rank>", len(ranks))
             templates[len(ranks)] = (argv, argv.index("--node-rank=<rank>"))
         argv, at = templates[len(ranks)]
-        argv = [*argv[:at], f"--node-rank={rank_of(index)}", *argv[at + 1:]]
+        argv = [*(agent(index, host) if agent else []), *argv[:at], f"--node-rank={rank_of(index)}", *argv[at + 1:]]
         nodes.append(NodePlan(host, argv, cwd, python(), node_env(ctx, host), ranks))
     return nodes
 
 
 def rank_nodes(ctx: ClusterContext, extra_env: dict[str, str] | None = None) -> list[NodePlan]:
-    """Launchers that start every rank themselves (mpirun, horovodrun): each rank runs the command."""
-    argv, cwd = [python(), "-u", *ctx.command], os.getcwd()
+    """Launchers that start every rank themselves (mpirun, horovodrun): each rank runs the command under an
+    agent of its own."""
+    argv, cwd = rank_argv(ctx), os.getcwd()
     return [NodePlan(host, argv, cwd, python(), {**node_env(ctx, host), **(extra_env or {})}, ranks)
             for _, host, ranks in _rank_spans(ctx)]
 
 
+def rank_argv(ctx: ClusterContext) -> list[str]:
+    return [*agent_argv(ctx, "--per-rank"), python(), "-u", *ctx.command]
+
+
 def make_plan(ctx: ClusterContext, transport: str, nodes: list[NodePlan], commands: list[list[str]],
-              files: dict[str, str] | None = None) -> LaunchPlan:
+              files: dict[str, str] | None = None, agents: str = "none", stdin_stop: bool = False) -> LaunchPlan:
     return LaunchPlan(strategy=ctx.strategy, engine=ctx.engine, transport=transport, world_size=ctx.world_size,
                       master_addr=ctx.master_addr, master_port=ctx.master_port, run_dir=ctx.run_dir,
-                      config_path=ctx.config_path, nodes=nodes, commands=commands, files=files or {})
+                      config_path=ctx.config_path, nodes=nodes, commands=commands, files=files or {},
+                      agents=agents, heartbeat_timeout_s=ctx.heartbeat_timeout, stdin_stop=stdin_stop)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from ..plan import LaunchPlan
-from .common import ClusterContext, make_plan, python, rank_nodes
+from .common import ClusterContext, make_plan, python, rank_argv, rank_nodes
 
 
 def horovodrun_path() -> str:
@@ -17,13 +17,12 @@ def horovodrun_path() -> str:
 def plan_horovodrun(ctx: ClusterContext) -> LaunchPlan:
     rendered_args = list(ctx.extra.get("horovodrun", [])) or ["-np", str(ctx.world_size), "--gloo"]
     argv = [horovodrun_path(), *rendered_args, "-H", ",".join(f"{h}:{len(s)}" for h, s in ctx.slots.items())]
-    argv += ["--output-filename", os.path.join(ctx.run_dir, "logs", "horovod")]  # logs/horovod/rank.N/std*
     if ctx.network_interface:
         argv += ["--network-interfaces", ctx.network_interface]
     if ctx.ssh_port:
         argv += ["-p", str(ctx.ssh_port)]
     if ctx.ssh_key:
         argv += ["-i", ctx.ssh_key]
-    argv += [python(), "-u", *ctx.command]
+    argv += rank_argv(ctx)  # each rank's agent writes logs/rank<R>.log and .err.log
     env_argv = ["env", *(f"{k}={v}" for k, v in sorted(ctx.env.items())), *argv]  # horovodrun forwards its env
-    return make_plan(ctx, "horovodrun", rank_nodes(ctx), [env_argv])
+    return make_plan(ctx, "horovodrun", rank_nodes(ctx), [env_argv], agents="ranks")

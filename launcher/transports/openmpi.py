@@ -6,7 +6,7 @@ import os
 
 from ..hosts import Host, format_hosts
 from ..plan import LaunchPlan
-from .common import ClusterContext, make_plan, python, rank_nodes
+from .common import ClusterContext, make_plan, rank_argv, rank_nodes
 
 
 def hostfile_path(ctx: ClusterContext) -> str:
@@ -20,7 +20,7 @@ def hostfile_text(ctx: ClusterContext) -> str:
 def plan_openmpi(ctx: ClusterContext) -> LaunchPlan:
     env = {**ctx.env, "MASTER_ADDR": ctx.master_addr, "MASTER_PORT": str(ctx.master_port)}
     argv = ["mpirun", "-np", str(ctx.world_size), "--hostfile", hostfile_path(ctx), "--map-by", "slot",
-            "--bind-to", "none", "--tag-output"]
+            "--bind-to", "none"]  # no --tag-output: each rank's agent prefixes its lines with its rank
     if os.geteuid() == 0:
         argv.append("--allow-run-as-root")
     if ctx.network_interface:
@@ -31,6 +31,6 @@ def plan_openmpi(ctx: ClusterContext) -> LaunchPlan:
         argv += ["--mca", "plm_rsh_args", " ".join(rsh)]
     for name, value in sorted(env.items()):
         argv += ["-x", f"{name}={value}"]  # mpirun passes the value itself: no shell sees it
-    argv += [python(), "-u", *ctx.command]
+    argv += rank_argv(ctx)
     nodes = rank_nodes(ctx, {"MASTER_ADDR": ctx.master_addr, "MASTER_PORT": str(ctx.master_port)})
-    return make_plan(ctx, "openmpi", nodes, [argv], {hostfile_path(ctx): hostfile_text(ctx)})
+    return make_plan(ctx, "openmpi", nodes, [argv], {hostfile_path(ctx): hostfile_text(ctx)}, agents="ranks")

@@ -6,20 +6,23 @@ import os
 import shlex
 
 from ..plan import LaunchPlan
-from .common import ClusterContext, make_plan, node_torchrun, python, remote_command, torchrun_nodes
+from .common import ClusterContext, agent_argv, make_plan, node_torchrun, python, remote_command, torchrun_nodes
+
+NODE_ID = "$SLURM_NODEID"  # expanded by each node's shell: the only unquoted piece of the line
 
 
 def plan_slurm(ctx: ClusterContext) -> LaunchPlan:
     """``srun --kill-on-bad-exit=1``: one rank failing ends the step on every node."""
     nproc = len(next(iter(ctx.slots.values())))
-    per_node = node_torchrun(ctx, "$SLURM_NODEID", nproc)
-    # The node rank is the only thing left for the node's shell to expand; everything else is quoted.
-    line = remote_command(os.getcwd(), ctx.env, per_node).replace(
-        shlex.quote("--node-rank=$SLURM_NODEID"), '--node-rank="$SLURM_NODEID"')
+    per_node = [*agent_argv(ctx, f"--node={NODE_ID}"), *node_torchrun(ctx, NODE_ID, nproc)]
+    line = remote_command(os.getcwd(), ctx.env, per_node)
+    for flag in ("--node=", "--node-rank="):
+        line = line.replace(shlex.quote(flag + NODE_ID), f'{flag}"{NODE_ID}"')
     command = ["srun", "--kill-on-bad-exit=1", f"--nodes={len(ctx.slots)}", "--ntasks-per-node=1",
-               f"--cpus-per-task={os.environ.get('SLURM_CPUS_ON_NODE', '1')}", "--export=ALL",
+               f"--cpus-per-task={os.environ.get('SLURM_CPUS_ON_NODE', '1')}", "--export=ALL", "--label",
                "sh", "-c", line]
-    return make_plan(ctx, "slurm", torchrun_nodes(ctx, lambda index: index), [command])
+    nodes = torchrun_nodes(ctx, lambda index: index, lambda index, host: agent_argv(ctx, f"--node={index}"))
+    return make_plan(ctx, "slurm", nodes, [command], agents="nodes")
 
 
 def batch_script(*, job_name: str, nodes: int, gpus_per_node: int, time: str, partition: str | None,

@@ -1,0 +1,73 @@
+"""What the launcher concludes from agent events and command exits: the first failure, lost nodes."""
+
+from __future__ import annotations
+
+from launcher.plan import LaunchPlan, NodePlan
+from launcher.watch import Watch
+
+
+def plan(agents: str = "nodes", heartbeat_timeout_s: float = 10.0) -> LaunchPlan:
+    nodes = [NodePlan("node-a", [], "/", "/py", ranks=[0, 1]), NodePlan("node-b", [], "/", "/py", ranks=[2, 3])]
+    return LaunchPlan("ddp", "ddp", "ssh", 4, "node-a", 20000, "/run", "/run/config.json", nodes, agents=agents,
+                      heartbeat_timeout_s=heartbeat_timeout_s)
+
+
+def test_the_first_failure_is_the_earliest_on_the_hosts_clocks_not_the_first_reported(tmp_path):
+    (tmp_path / "rank3.err.log").write_text("Killed\n")
+    watch = Watch(plan())
+    watch.on_event({"kind": "gone", "id": "node1", "rank": 3, "t": 100.00}, now=1.0)
+    watch.on_event({"kind": "gone", "id": "node0", "rank": 0, "t": 100.08}, now=1.0)
+    # node-a's collateral failure (connection reset) is reported before node-b's real one
+    watch.on_event({"kind": "exit", "id": "node0", "code": 1, "failures": [[0, 1], [1, -15]], "t": 100.5}, now=1.1)
+    watch.on_event({"kind": "exit", "id": "node1", "code": 1, "failures": [[3, -9], [2, -15]], "t": 100.9}, now=1.2)
+    first = watch.first(tmp_path)
+    assert (first.host, first.rank, first.exit_code) == ("node-b", 3, -9)
+    assert first.log_tails == {str(tmp_path / "rank3.err.log"): ["Killed"]}
+
+
+def test_a_hung_rank_is_a_failure_with_its_reason(tmp_path):
+    watch = Watch(plan(agents="ranks"))
+    watch.on_event({"kind": "hung", "id": "rank2", "rank": 2, "pid": 7, "seconds": 5.1, "t": 50.0}, now=1.0)
+    watch.on_event({"kind": "exit", "id": "rank0", "rank": 0, "code": 1, "failures": [], "t": 50.4}, now=1.5)
+    first = watch.first(tmp_path)
+    assert (first.host, first.rank, first.exit_code) == ("node-b", 2, None)
+    assert first.reason == "hung: stopped for 5.1 s, killed by launchdeck's agent"
+
+
+def test_an_agent_that_stops_answering_is_a_lost_node(tmp_path):
+    watch = Watch(plan(heartbeat_timeout_s=3.0))
+    for agent in ("node0", "node1"):
+        watch.on_event({"kind": "start", "id": agent, "pid": 1, "host": "x"}, now=watch.begun)
+    watch.on_event({"kind": "beat", "id": "node0"}, now=watch.begun + 2.0)
+    watch.check(watch.begun + 2.5)
+    assert not watch.failed
+    watch.check(watch.begun + 3.5)
+    first = watch.first(tmp_path)
+    assert (first.host, first.rank, first.exit_code) == ("node-b", None, None)
+    assert first.reason.startswith("stopped answering: no heartbeat for 3.5 s")
+    watch.check(watch.begun + 4.0)
+    assert len(watch.candidates) == 1  # node-a answered within its timeout; node-b is reported once
+
+
+def test_a_command_that_dies_before_its_agent_reports_names_its_host_and_output(tmp_path):
+    watch = Watch(plan())
+    watch.on_exit(["node1"], "ssh node-b", 255, ["ssh: connect to host node-b port 22: Connection refused\n"])
+    first = watch.first(tmp_path)
+    assert (first.host, first.exit_code) == ("node-b", 255)
+    assert first.reason == "ssh node-b exited with code 255 before its agent reported"
+    assert first.log_tails == {"output": ["ssh: connect to host node-b port 22: Connection refused"]}
+
+
+def test_after_an_interrupt_nothing_counts_as_a_failure(tmp_path):
+    watch = Watch(plan())
+    watch.frozen = True
+    watch.on_event({"kind": "exit", "id": "node0", "code": 143, "failures": [], "t": 1.0}, now=1.0)
+    watch.on_exit(["node1"], "ssh node-b", 255, [])
+    assert not watch.failed and watch.first(tmp_path) is None
+
+
+def test_lines_from_unknown_agents_are_ignored():
+    watch = Watch(plan())
+    watch.on_event({"kind": "exit", "id": "node7", "code": 1, "t": 1.0}, now=1.0)
+    assert not watch.failed
+
