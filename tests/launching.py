@@ -17,10 +17,10 @@ def launchdeck(*args: str, cwd: Path, env: dict[str, str] | None = None,
                           timeout=timeout, env={**os.environ, **(env or {})})
 
 
-def start(*args: str, cwd: Path, log: Path) -> subprocess.Popen:
+def start(*args: str, cwd: Path, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
     with open(log, "w") as out:
         return subprocess.Popen([sys.executable, "-m", "launcher", *args], cwd=cwd, stdout=out,
-                                stderr=subprocess.STDOUT)
+                                stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
 
 
 def result(run_dir: Path) -> dict:

@@ -79,9 +79,12 @@ def test_horovodrun_plan_uses_rendered_flags(tmp_path, hostfile):
 def test_slurm_plan_from_the_allocation(tmp_path, monkeypatch):
     monkeypatch.setenv("SLURM_JOB_NODELIST", "gpu[1-2]")
     monkeypatch.setenv("SLURM_TASKS_PER_NODE", "4(x2)")
+    monkeypatch.setenv("SLURM_NTASKS", "8")  # the allocation's; the step must not inherit it
+    monkeypatch.setenv("SLURM_JOB_CPUS_PER_NODE", "64(x2)")
     plan = prepare(LaunchRequest("zero3", launcher="slurm", run_dir=str(tmp_path / "r"))).plan
     (argv,) = plan.commands
-    assert argv[:4] == ["srun", "--kill-on-bad-exit=1", "--nodes=2", "--ntasks-per-node=1"]
+    assert argv[:6] == ["srun", "--kill-on-bad-exit=1", "--nodes=2", "--ntasks=2", "--ntasks-per-node=1",
+                        "--cpus-per-task=64"]
     assert argv[-3:-1] == ["sh", "-c"] and '--node-rank="$SLURM_NODEID"' in argv[-1]
     assert plan.world_size == 8 and plan.master_addr == "gpu1"
     with pytest.raises(LaunchdeckError, match="takes its hosts from the allocation"):

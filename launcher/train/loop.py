@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,6 +113,7 @@ def _crash_plan(text: str | None) -> tuple[int, int] | None:
 
 def _finish(args, engine, meter: Meter, rt: runtime.Runtime, start: int, comm) -> None:
     digests = comm.gather(engine.digest())
+    hosts = comm.gather(socket.gethostname())  # where each rank ran: proof a multi-host job really spread
     identical = len(set(digests)) == 1 if engine.identical_replicas else None
     comm.shutdown(engine)
     if not rt.is_main:
@@ -121,6 +123,7 @@ def _finish(args, engine, meter: Meter, rt: runtime.Runtime, start: int, comm) -
         "strategy": args.strategy, "engine": args.engine, "world_size": rt.world_size, "device": rt.device.type,
         "model": args.model, "steps": args.steps, "start_step": start, **summary,
         "param_digests": digests,
+        "rank_hosts": hosts,
         "params_identical": identical,
         "finite": all(math.isfinite(x) for x in summary["losses"]),
     }

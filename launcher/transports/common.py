@@ -169,6 +169,11 @@ def rank_nodes(ctx: ClusterContext, extra_env: dict[str, str] | None = None) -> 
             for _, host, ranks in _rank_spans(ctx)]
 
 
+def rendezvous_env(ctx: ClusterContext) -> dict[str, str]:
+    """What torch.distributed needs where no torchrun states it (ranks started by mpirun or horovodrun)."""
+    return {"MASTER_ADDR": ctx.master_addr, "MASTER_PORT": str(ctx.master_port)}
+
+
 def rank_argv(ctx: ClusterContext) -> list[str]:
     return [*agent_argv(ctx, "--per-rank"), python(), "-u", *ctx.command]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from ..plan import LaunchPlan
-from .common import ClusterContext, make_plan, python, rank_argv, rank_nodes
+from .common import ClusterContext, make_plan, python, rank_argv, rank_nodes, rendezvous_env
 
 
 def horovodrun_path() -> str:
@@ -24,5 +24,6 @@ def plan_horovodrun(ctx: ClusterContext) -> LaunchPlan:
     if ctx.ssh_key:
         argv += ["-i", ctx.ssh_key]
     argv += rank_argv(ctx)  # each rank's agent writes logs/rank<R>.log and .err.log
-    env_argv = ["env", *(f"{k}={v}" for k, v in sorted(ctx.env.items())), *argv]  # horovodrun forwards its env
-    return make_plan(ctx, "horovodrun", rank_nodes(ctx), [env_argv], agents="ranks")
+    env = {**ctx.env, **rendezvous_env(ctx)}  # torch.distributed engines (ddp, deepspeed) work under it too
+    env_argv = ["env", *(f"{k}={v}" for k, v in sorted(env.items())), *argv]  # horovodrun forwards its env
+    return make_plan(ctx, "horovodrun", rank_nodes(ctx, rendezvous_env(ctx)), [env_argv], agents="ranks")

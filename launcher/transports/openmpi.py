@@ -6,7 +6,7 @@ import os
 
 from ..hosts import Host, format_hosts
 from ..plan import LaunchPlan
-from .common import ClusterContext, make_plan, rank_argv, rank_nodes
+from .common import ClusterContext, make_plan, rank_argv, rank_nodes, rendezvous_env
 
 
 def hostfile_path(ctx: ClusterContext) -> str:
@@ -18,7 +18,7 @@ def hostfile_text(ctx: ClusterContext) -> str:
 
 
 def plan_openmpi(ctx: ClusterContext) -> LaunchPlan:
-    env = {**ctx.env, "MASTER_ADDR": ctx.master_addr, "MASTER_PORT": str(ctx.master_port)}
+    env = {**ctx.env, **rendezvous_env(ctx)}
     argv = ["mpirun", "-np", str(ctx.world_size), "--hostfile", hostfile_path(ctx), "--map-by", "slot",
             "--bind-to", "none"]  # no --tag-output: each rank's agent prefixes its lines with its rank
     if os.geteuid() == 0:
@@ -32,5 +32,5 @@ def plan_openmpi(ctx: ClusterContext) -> LaunchPlan:
     for name, value in sorted(env.items()):
         argv += ["-x", f"{name}={value}"]  # mpirun passes the value itself: no shell sees it
     argv += rank_argv(ctx)
-    nodes = rank_nodes(ctx, {"MASTER_ADDR": ctx.master_addr, "MASTER_PORT": str(ctx.master_port)})
+    nodes = rank_nodes(ctx, rendezvous_env(ctx))
     return make_plan(ctx, "openmpi", nodes, [argv], {hostfile_path(ctx): hostfile_text(ctx)}, agents="ranks")

@@ -18,11 +18,17 @@ def plan_slurm(ctx: ClusterContext) -> LaunchPlan:
     line = remote_command(os.getcwd(), ctx.env, per_node)
     for flag in ("--node=", "--node-rank="):
         line = line.replace(shlex.quote(flag + NODE_ID), f'{flag}"{NODE_ID}"')
-    command = ["srun", "--kill-on-bad-exit=1", f"--nodes={len(ctx.slots)}", "--ntasks-per-node=1",
-               f"--cpus-per-task={os.environ.get('SLURM_CPUS_ON_NODE', '1')}", "--export=ALL", "--label",
-               "sh", "-c", line]
+    # --ntasks too: srun would otherwise take the allocation's SLURM_NTASKS (every rank) and refuse the step
+    command = ["srun", "--kill-on-bad-exit=1", f"--nodes={len(ctx.slots)}", f"--ntasks={len(ctx.slots)}",
+               "--ntasks-per-node=1", f"--cpus-per-task={node_cpus()}", "--export=ALL", "--label", "sh", "-c", line]
     nodes = torchrun_nodes(ctx, lambda index: index, lambda index, host: agent_argv(ctx, f"--node={index}"))
     return make_plan(ctx, "slurm", nodes, [command], agents="nodes")
+
+
+def node_cpus() -> str:
+    """Every CPU the allocation has on a node goes to that node's one task (torchrun and its ranks)."""
+    per_node = os.environ.get("SLURM_JOB_CPUS_PER_NODE") or os.environ.get("SLURM_CPUS_ON_NODE") or "1"
+    return per_node.split("(")[0].split(",")[0]
 
 
 def batch_script(*, job_name: str, nodes: int, gpus_per_node: int, time: str, partition: str | None,

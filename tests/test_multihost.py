@@ -1,0 +1,163 @@
+"""Jobs across real hosts: two network namespaces, each with its own hostname and sshd.
+
+Every transport that starts ranks from here (ssh, pdsh, OpenMPI, horovodrun) trains across both
+hosts; a rank killed or stopped on host 2 ends the job on host 1 within 10 s; Ctrl-C leaves nothing
+on any host; doctor tells a host without sshd; hostile --env values arrive verbatim and run nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from launcher import processes, rankenv
+
+from .launching import launchdeck, result, start
+from .test_transports import HOSTILE_VALUES
+
+pytestmark = [pytest.mark.slow, pytest.mark.multihost]
+TEARDOWN_LIMIT_S = 10.0
+
+
+def cluster_args(cluster, tmp_path: Path, transport: str, slots: int = 1) -> list[str]:
+    hostfile = tmp_path / "hosts"
+    hostfile.write_text(cluster.hostfile(slots))
+    return ["--cpu", "--hostfile", str(hostfile), "--launcher", transport, "--network-interface", cluster.interface,
+            "--run-dir", str(tmp_path / "run")]
+
+
+def job_pids(cluster, host, run_dir: Path) -> list[int]:
+    """This job's processes on one fake host (agents, torchrun, ranks)."""
+    return [p for p in cluster.pids(host) if processes.environ(p).get("LAUNCHDECK_RUN_DIR") == str(run_dir)]
+
+
+def payload_pid(cluster, host, run_dir: Path, rank: int) -> int | None:
+    """The payload process of ``rank`` (not its agent, which carries the same rank variables)."""
+    for pid in job_pids(cluster, host, run_dir):
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        if b"launcher.train" in argv and b"launcher.agent" not in argv and \
+                rankenv.lookup(processes.environ(pid), "RANK") == rank:
+            return pid
+    return None
+
+
+def wait_for(predicate, timeout: float, step: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = predicate()
+        if found:
+            return found
+        time.sleep(step)
+    return None
+
+
+@pytest.mark.parametrize("transport, strategy, slots", [
+    ("ssh", "ddp", 2), ("ssh", "zero2", 1),
+    ("pdsh", "ddp", 1), ("pdsh", "zero3", 2),
+    ("openmpi", "ddp", 2), ("openmpi", "zero1", 1),
+    ("horovodrun", "horovod", 2), ("horovodrun", "zero2", 1),
+])
+def test_trains_across_two_hosts(cluster, tmp_path, transport, strategy, slots):
+    done = launchdeck("launch", strategy, "--steps", "8", *cluster_args(cluster, tmp_path, transport, slots),
+                      cwd=tmp_path, env=cluster.env())
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    r = result(tmp_path / "run")
+    assert r["world_size"] == 2 * slots and r["steps"] == 8
+    assert sorted(set(r["rank_hosts"])) == [h.name for h in cluster.hosts]  # each host ran its share
+    assert all(math.isfinite(x) for x in r["losses"]) and r["loss_last"] < r["loss_first"] - 0.3
+    if strategy in ("ddp", "horovod"):
+        assert r["params_identical"] is True
+    logs = tmp_path / "run" / "logs"
+    assert {p.name for p in logs.glob("rank*.log")} >= {f"rank{i}.log" for i in range(2 * slots)}
+    assert not any(job_pids(cluster, h, tmp_path / "run") for h in cluster.hosts)
+
+
+def _run_until_training(cluster, tmp_path, transport: str, slots: int = 2) -> tuple[subprocess.Popen, Path]:
+    run_dir = tmp_path / "run"
+    args = ["launch", "ddp", "--steps", "100000", "--set", "training.log_interval=1",
+            *cluster_args(cluster, tmp_path, transport, slots)]
+    proc = start(*args, cwd=tmp_path, log=tmp_path / "launcher.out", env=cluster.env())
+    training = lambda: "step " in _text(run_dir / "logs" / "rank0.log") or proc.poll() is not None  # noqa: E731
+    assert wait_for(training, 240, 0.3) and proc.poll() is None, _text(tmp_path / "launcher.out")[-3000:]
+    return proc, run_dir
+
+
+def _text(path: Path) -> str:
+    return path.read_text(errors="replace") if path.is_file() else ""
+
+
+@pytest.mark.parametrize("how, transport", [
+    ("kill", "ssh"), ("kill", "pdsh"), ("kill", "openmpi"), ("kill", "horovodrun"),
+    ("stop", "ssh"), ("stop", "openmpi"),
+])
+def test_a_rank_failing_on_host_2_ends_the_job_on_host_1(cluster, tmp_path, how, transport):
+    proc, run_dir = _run_until_training(cluster, tmp_path, transport)
+    host1, host2 = cluster.hosts
+    victim = payload_pid(cluster, host2, run_dir, rank=3)
+    assert victim and job_pids(cluster, host1, run_dir)
+    struck = time.monotonic()
+    os.kill(victim, signal.SIGKILL if how == "kill" else signal.SIGSTOP)
+    assert wait_for(lambda: not job_pids(cluster, host1, run_dir), TEARDOWN_LIMIT_S), "host 1 still runs the job"
+    teardown_s = time.monotonic() - struck
+    assert proc.wait(timeout=30) != 0
+    out = _text(tmp_path / "launcher.out")
+    expected = "signal SIGKILL" if how == "kill" else "hung: stopped for"
+    assert f"rank 3 on {host2.ip}: {expected}" in out, out[-3000:]
+    assert not job_pids(cluster, host2, run_dir)
+    outcome = json.loads((run_dir / "outcome.json").read_text())
+    assert outcome["failure"]["rank"] == 3 and outcome["failure"]["host"] == host2.ip
+    print(f"{how} on host 2 via {transport}: host 1 clean after {teardown_s:.2f} s")
+
+
+def test_ctrl_c_stops_the_job_on_every_host(cluster, tmp_path):
+    proc, run_dir = _run_until_training(cluster, tmp_path, "ssh")
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 130
+    assert wait_for(lambda: not any(job_pids(cluster, h, run_dir) for h in cluster.hosts), TEARDOWN_LIMIT_S)
+
+
+def test_doctor_passes_then_reports_a_host_without_sshd(cluster, tmp_path):
+    args = cluster_args(cluster, tmp_path, "ssh", slots=2)
+    args = args[:args.index("--run-dir")]
+    healthy = launchdeck("doctor", *args, cwd=tmp_path, env=cluster.env())
+    assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+    assert "all-reduce: ok: 4 ranks on 2 host(s), gloo: sum 10 (expected 10)" in healthy.stdout
+    assert healthy.stdout.strip().splitlines()[-1] == "doctor: ok: 2 host(s) ready and all-reduce together"
+
+    down = cluster.hosts[1]
+    cluster.stop_sshd(down)
+    sick = launchdeck("doctor", *args, cwd=tmp_path, env=cluster.env())
+    assert sick.returncode == 1
+    row = next(line for line in sick.stdout.splitlines() if line.startswith(down.ip))
+    assert "ssh failed" in row and "Connection refused" in row
+    assert "doctor: 1 of 2 host(s) not ready" in sick.stdout and "all-reduce" not in sick.stdout
+
+    refused = launchdeck("launch", "ddp", *args, cwd=tmp_path, env=cluster.env())
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+    assert f"preflight: {down.ip}: ssh failed" in refused.stderr
+
+
+@pytest.mark.parametrize("transport", ["ssh", "pdsh", "openmpi", "horovodrun"])
+def test_hostile_env_values_reach_remote_ranks_verbatim(cluster, tmp_path, transport):
+    pwned = tmp_path / "PWNED"
+    values = [v.format(p=pwned) for v in HOSTILE_VALUES if not (transport == "pdsh" and "%" in v)]
+    (tmp_path / "dump.py").write_text(
+        "import json, os\nfrom launcher import rankenv\n"
+        "rank = rankenv.lookup(os.environ, 'RANK')\n"
+        "seen = {k: v for k, v in os.environ.items() if k.startswith('HOSTILE_')}\n"
+        "open(os.path.join(os.environ['LAUNCHDECK_RUN_DIR'], f'env-{rank}.json'), 'w').write(json.dumps(seen))\n")
+    env_args = [arg for i, v in enumerate(values) for arg in ("--env", f"HOSTILE_{i}={v}")]
+    done = launchdeck("launch", "ddp", *cluster_args(cluster, tmp_path, transport), *env_args, "--", "dump.py",
+                      cwd=tmp_path, env=cluster.env())
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for rank in (0, 1):
+        seen = json.loads((tmp_path / "run" / f"env-{rank}.json").read_text())
+        assert [seen[f"HOSTILE_{i}"] for i in range(len(values))] == values
+    assert not pwned.exists()
