@@ -16,11 +16,15 @@ MODEL ?= tiny
 ARGS ?=
 SMOKE_STEPS ?= 12
 
-.PHONY: install horovod test lint configs launch smoke bench clean help
+# Debian packages the multi-host and Slurm tests run for real (fake hosts need root: network namespaces).
+SYSTEM_PACKAGES := iproute2 openssh-server openssh-client pdsh openmpi-bin slurm-wlm munge procps
+
+.PHONY: install horovod system-deps test lint configs launch smoke bench clean help
 
 help:
 	@echo "make install   create $(VENV) with pinned torch/deepspeed/transformers and launchdeck (editable)"
 	@echo "make horovod   build Horovod 0.28.1 (PyTorch + Gloo) against the venv's torch; wheel cached in ~/.cache"
+	@echo "make system-deps  apt-get install what the multi-host and Slurm tests run (root; CI does this)"
 	@echo "make test      run the test suite (what CI runs; builds Horovod first so its tests never skip)"
 	@echo "make configs   regenerate ds_configs/ from strategies/"
 	@echo "make lint      ruff"
@@ -42,6 +46,11 @@ horovod: $(HOROVOD_STAMP)
 $(HOROVOD_STAMP): $(STAMP) tools/build_horovod.sh
 	PYTHON=$(BIN)/python bash tools/build_horovod.sh
 	touch $@
+
+system-deps:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
 
 test: $(STAMP) $(HOROVOD_STAMP)
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
