@@ -6,7 +6,10 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+from launcher import processes, rankenv
 
 LAUNCH_TIMEOUT_S = 300
 
@@ -27,15 +30,37 @@ def result(run_dir: Path) -> dict:
     return json.loads((run_dir / "result.json").read_text())
 
 
-def processes_of(run_dir: Path) -> list[int]:
-    """Live processes whose environment names this run directory (any rank, agent or child)."""
-    marker = f"LAUNCHDECK_RUN_DIR={run_dir}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if marker in (entry / "environ").read_bytes().split(b"\0"):
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
+def job_pids(cluster, host, run_dir: Path) -> list[int]:
+    """This job's processes on one fake host (agents, torchrun, ranks)."""
+    return processes_of(run_dir, cluster.pids(host))
+
+
+def payload_pid(cluster, host, run_dir: Path, rank: int) -> int | None:
+    """The payload process of ``rank`` (not its agent, which carries the same rank variables)."""
+    for pid in job_pids(cluster, host, run_dir):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"launcher.train" in argv and b"launcher.agent" not in argv and \
+                rankenv.lookup(processes.environ(pid), "RANK") == rank:
+            return pid
+    return None
+
+
+def wait_for(predicate, timeout: float, step: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = predicate()
+        if found:
+            return found
+        time.sleep(step)
+    return None
+
+
+def processes_of(run_dir: Path, pids: list[int] | None = None) -> list[int]:
+    """Live processes (of ``pids``, default all) whose environment names this run directory: any rank,
+    agent or child of the job."""
+    if pids is None:
+        pids = [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()]
+    return [pid for pid in pids if processes.environ(pid).get("LAUNCHDECK_RUN_DIR") == str(run_dir)]

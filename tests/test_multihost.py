@@ -17,45 +17,18 @@ from pathlib import Path
 
 import pytest
 
-from launcher import processes, rankenv
-
-from .launching import launchdeck, result, start
+from .launching import job_pids, launchdeck, payload_pid, result, start, wait_for
 from .test_transports import HOSTILE_VALUES
 
 pytestmark = [pytest.mark.slow, pytest.mark.multihost]
 TEARDOWN_LIMIT_S = 10.0
 
 
-def cluster_args(cluster, tmp_path: Path, transport: str, slots: int = 1) -> list[str]:
-    hostfile = tmp_path / "hosts"
+def cluster_args(cluster, tmp_path: Path, transport: str, slots: int = 1, run: str = "run") -> list[str]:
+    hostfile = tmp_path / f"hosts-{slots}"
     hostfile.write_text(cluster.hostfile(slots))
     return ["--cpu", "--hostfile", str(hostfile), "--launcher", transport, "--network-interface", cluster.interface,
-            "--run-dir", str(tmp_path / "run")]
-
-
-def job_pids(cluster, host, run_dir: Path) -> list[int]:
-    """This job's processes on one fake host (agents, torchrun, ranks)."""
-    return [p for p in cluster.pids(host) if processes.environ(p).get("LAUNCHDECK_RUN_DIR") == str(run_dir)]
-
-
-def payload_pid(cluster, host, run_dir: Path, rank: int) -> int | None:
-    """The payload process of ``rank`` (not its agent, which carries the same rank variables)."""
-    for pid in job_pids(cluster, host, run_dir):
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        if b"launcher.train" in argv and b"launcher.agent" not in argv and \
-                rankenv.lookup(processes.environ(pid), "RANK") == rank:
-            return pid
-    return None
-
-
-def wait_for(predicate, timeout: float, step: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = predicate()
-        if found:
-            return found
-        time.sleep(step)
-    return None
+            "--run-dir", str(tmp_path / run)]
 
 
 @pytest.mark.parametrize("transport, strategy, slots", [
@@ -116,11 +89,21 @@ def test_a_rank_failing_on_host_2_ends_the_job_on_host_1(cluster, tmp_path, how,
     print(f"{how} on host 2 via {transport}: host 1 clean after {teardown_s:.2f} s")
 
 
-def test_ctrl_c_stops_the_job_on_every_host(cluster, tmp_path):
-    proc, run_dir = _run_until_training(cluster, tmp_path, "ssh")
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=30) == 130
-    assert wait_for(lambda: not any(job_pids(cluster, h, run_dir) for h in cluster.hosts), TEARDOWN_LIMIT_S)
+def test_ctrl_c_stops_exactly_this_job_on_every_host(cluster, tmp_path):
+    (tmp_path / "sleeper.py").write_text("import time\ntime.sleep(600)\n")
+    bystander = start("launch", "ddp", *cluster_args(cluster, tmp_path, "ssh", run="bystander"), "--", "sleeper.py",
+                      cwd=tmp_path, log=tmp_path / "bystander.out", env=cluster.env())
+    on_every_host = lambda run: all(job_pids(cluster, h, tmp_path / run) for h in cluster.hosts)  # noqa: E731
+    try:
+        assert wait_for(lambda: on_every_host("bystander"), 60), _text(tmp_path / "bystander.out")
+        proc, run_dir = _run_until_training(cluster, tmp_path, "ssh")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 130
+        assert wait_for(lambda: not any(job_pids(cluster, h, run_dir) for h in cluster.hosts), TEARDOWN_LIMIT_S)
+        assert on_every_host("bystander") and bystander.poll() is None  # the other job on the same hosts lives on
+    finally:
+        bystander.send_signal(signal.SIGINT)
+        assert bystander.wait(timeout=30) == 130
 
 
 def test_doctor_passes_then_reports_a_host_without_sshd(cluster, tmp_path):
