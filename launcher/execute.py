@@ -22,15 +22,18 @@ import sys
 import threading
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 from . import events, processes
 from .plan import LaunchPlan
+from .transports import common
 from .watch import Failure, Watch
 
 GRACE_S = 8.0  # from stop to SIGKILL
+REAP_TIMEOUT_S = 30.0
 PIPE_LINGER_S = 2.0  # a command that exited while orphans hold its pipe is done after this long
 TAIL = 400
 
@@ -90,11 +93,12 @@ class Job:
             self.commands.append(command)
             threading.Thread(target=_read, args=(index, proc.stdout, self.lines), daemon=True).start()
 
-    def stop(self) -> None:
-        """Ask every command to end: close the control channel where there is one, else SIGTERM."""
+    def stop(self, lost: set[str]) -> None:
+        """Ask every command to end: close the control channel where there is one and its agent still
+        listens, else SIGTERM (a remote agent then sees its connection go)."""
         self.stopping_since = time.monotonic()
         for command in self.running():
-            if command.proc.stdin:
+            if command.proc.stdin and not set(command.agents) <= lost:
                 _close(command.proc.stdin)
             else:
                 _killpg(command.proc, signal.SIGTERM)
@@ -157,8 +161,10 @@ def run(plan: LaunchPlan, console=sys.stdout) -> Outcome:
             job.start()
             _supervise(job, watch, signals, _Console(console, log))
         finally:
+            forced = job.killed  # commands that ignored the stop: their agents may be frozen too
             job.kill()
             processes.terminate_tree(grace=GRACE_S)
+            reap_frozen(plan, watch.unfinished(None if forced else watch.lost))
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
     return Outcome(job.returncode() or (1 if watch.failed else 0), time.monotonic() - started,
@@ -189,7 +195,7 @@ def _supervise(job: Job, watch: Watch, signals: _Signals, out: _Console) -> None
             if signals.count:
                 watch.frozen = True
             if watch.failed or signals.count:
-                job.stop()
+                job.stop(watch.lost)
         elif not job.killed and (signals.count > 1 or now - job.stopping_since > GRACE_S):
             job.kill()
 
@@ -211,6 +217,26 @@ def _pump(job: Job, watch: Watch, out: _Console, timeout: float) -> None:
             item = job.lines.get_nowait()
     except queue.Empty:
         return
+
+
+def reap_frozen(plan: LaunchPlan, unfinished: dict[str, list[int]]) -> None:
+    """Agents that never reported an exit may be frozen, their ranks still below them: kill those trees
+    on their hosts (``launcher.reap`` checks that each pid still is this job's agent)."""
+    reachable = {h: pids for h, pids in unfinished.items() if plan.remote_shell or common.is_this_machine(h)}
+    if reachable:
+        with ThreadPoolExecutor(max_workers=min(32, len(reachable))) as pool:
+            list(pool.map(lambda item: _reap_on(plan, *item), reachable.items()))
+
+
+def _reap_on(plan: LaunchPlan, host: str, pids: list[int]) -> None:
+    node = plan.nodes[0]
+    argv = [node.interpreter, "-m", "launcher.reap", "--run-dir", plan.run_dir, *map(str, pids)]
+    if not common.is_this_machine(host):
+        argv = [*plan.remote_shell, host, common.remote_command(node.cwd, {}, argv)]
+    try:
+        subprocess.run(argv, cwd=node.cwd, stdin=subprocess.DEVNULL, capture_output=True, timeout=REAP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        pass  # an unreachable host: nothing more can be done from here
 
 
 def report(outcome: Outcome) -> str:

@@ -36,6 +36,7 @@ class LaunchPlan:
     agents: str = "none"  # who reports heartbeats (launcher.agent): "nodes", "ranks" or "none"
     heartbeat_timeout_s: float = 10.0  # an agent silent this long has stopped answering
     stdin_stop: bool = False  # closing a command's stdin stops it (the ssh transport's control channel)
+    remote_shell: list[str] = field(default_factory=list)  # how to run a command on a host: ssh and its options
 
     def agent_hosts(self) -> dict[str, str]:
         """Agent id -> host, for every agent this plan starts (see launcher.agent)."""

@@ -44,6 +44,9 @@ class Watch:
     hosts: dict[str, str] = field(init=False)  # agent id -> host
     rank_hosts: dict[int, str] = field(init=False)
     seen: dict[str, float] = field(default_factory=dict)  # agent id -> monotonic time last heard
+    pids: dict[str, int] = field(default_factory=dict)  # agent id -> its pid on its host
+    exited: set[str] = field(default_factory=set)  # agents that reported their command's exit
+    lost: set[str] = field(default_factory=set)  # agents that stopped answering (or never started)
     ended: set[str] = field(default_factory=set)
     gone: dict[int, float] = field(default_factory=dict)  # rank -> wall time its process ended
     candidates: list[Candidate] = field(default_factory=list)
@@ -64,13 +67,16 @@ class Watch:
             return  # not one of ours (a garbled or foreign line)
         self.seen[agent] = now
         rank = event.get("rank")
-        if kind == "gone":
+        if kind == "start":
+            self.pids[agent] = event["pid"]
+        elif kind == "gone":
             self.gone.setdefault(rank, event["t"])
         elif kind == "hung":
             self._add(event["t"], self._host(agent, rank), rank, None,
                       f"hung: stopped for {event['seconds']} s, killed by launchdeck's agent")
         elif kind == "exit":
             self.ended.add(agent)
+            self.exited.add(agent)
             if event["code"]:
                 self._agent_failed(agent, event)
 
@@ -111,7 +117,16 @@ class Watch:
             else:
                 continue
             self.ended.add(agent)
+            self.lost.add(agent)
             self._add(time.time(), host, _rank_of(agent), None, reason)
+
+    def unfinished(self, among: set[str] | None = None) -> dict[str, list[int]]:
+        """host -> pids of agents (of ``among``, default all) that started but never reported an exit."""
+        found: dict[str, list[int]] = {}
+        for agent, pid in self.pids.items():
+            if agent not in self.exited and (among is None or agent in among):
+                found.setdefault(self.hosts[agent], []).append(pid)
+        return found
 
     def first(self, logs: Path) -> Failure | None:
         if not self.candidates:

@@ -105,3 +105,27 @@ def test_the_exit_event_carries_torchruns_failure_table():
     proc = agent("--node=1", "--", sys.executable, "-c", script)
     out, _ = proc.communicate(timeout=30)
     assert json.loads(json.dumps(kinds(out)[-1]["failures"])) == [[2, -9]]
+
+
+def test_reap_kills_a_frozen_agent_and_its_tree_but_only_of_its_own_run(tmp_path):
+    from launcher.reap import reap
+
+    proc = agent("--node=0", "--", sys.executable, "-c", FAKE_TORCHRUN,
+                 env={**os.environ, "LAUNCHDECK_RUN_DIR": str(tmp_path)})
+    ranks = wait_for_ranks(proc)
+    os.kill(proc.pid, signal.SIGSTOP)
+    assert reap([proc.pid], str(tmp_path / "another-run")) == []  # not this job's agent: untouched
+    assert reap([os.getpid()], str(tmp_path)) == []  # not an agent at all
+    killed = reap([proc.pid], str(tmp_path))
+    assert set(killed) >= {proc.pid, *ranks.values()}
+    assert proc.wait(timeout=10) == -signal.SIGKILL
+    assert wait_for_gone(ranks.values())
+
+
+def wait_for_gone(pids, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while any(processes.state(pid) not in (None, "Z") for pid in pids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True

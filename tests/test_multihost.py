@@ -52,10 +52,10 @@ def test_trains_across_two_hosts(cluster, tmp_path, transport, strategy, slots):
     assert not any(job_pids(cluster, h, tmp_path / "run") for h in cluster.hosts)
 
 
-def _run_until_training(cluster, tmp_path, transport: str, slots: int = 2) -> tuple[subprocess.Popen, Path]:
+def _run_until_training(cluster, tmp_path, transport: str, *extra: str) -> tuple[subprocess.Popen, Path]:
     run_dir = tmp_path / "run"
     args = ["launch", "ddp", "--steps", "100000", "--set", "training.log_interval=1",
-            *cluster_args(cluster, tmp_path, transport, slots)]
+            *cluster_args(cluster, tmp_path, transport, slots=2), *extra]
     proc = start(*args, cwd=tmp_path, log=tmp_path / "launcher.out", env=cluster.env())
     training = lambda: "step " in _text(run_dir / "logs" / "rank0.log") or proc.poll() is not None  # noqa: E731
     assert wait_for(training, 240, 0.3) and proc.poll() is None, _text(tmp_path / "launcher.out")[-3000:]
@@ -87,6 +87,18 @@ def test_a_rank_failing_on_host_2_ends_the_job_on_host_1(cluster, tmp_path, how,
     outcome = json.loads((run_dir / "outcome.json").read_text())
     assert outcome["failure"]["rank"] == 3 and outcome["failure"]["host"] == host2.ip
     print(f"{how} on host 2 via {transport}: host 1 clean after {teardown_s:.2f} s")
+
+
+def test_a_frozen_node_is_lost_ends_the_job_and_its_processes_are_reaped(cluster, tmp_path):
+    proc, run_dir = _run_until_training(cluster, tmp_path, "ssh", "--heartbeat-timeout", "3")
+    host1, host2 = cluster.hosts
+    cmdline = lambda pid: Path(f"/proc/{pid}/cmdline").read_bytes()  # noqa: E731
+    (agent,) = [pid for pid in job_pids(cluster, host2, run_dir) if b"launcher.agent" in cmdline(pid)]
+    os.kill(agent, signal.SIGSTOP)  # the node's watchdog itself stops answering (as a frozen host would)
+    assert wait_for(lambda: not job_pids(cluster, host1, run_dir), TEARDOWN_LIMIT_S), "host 1 still runs the job"
+    assert proc.wait(timeout=30) != 0
+    assert f"{host2.ip}: stopped answering: no heartbeat for" in _text(tmp_path / "launcher.out")
+    assert wait_for(lambda: not job_pids(cluster, host2, run_dir), 5), "the frozen node was not reaped"
 
 
 def test_ctrl_c_stops_exactly_this_job_on_every_host(cluster, tmp_path):

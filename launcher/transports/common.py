@@ -179,8 +179,10 @@ def rank_argv(ctx: ClusterContext) -> list[str]:
 
 
 def make_plan(ctx: ClusterContext, transport: str, nodes: list[NodePlan], commands: list[list[str]],
-              files: dict[str, str] | None = None, agents: str = "none", stdin_stop: bool = False) -> LaunchPlan:
+              files: dict[str, str] | None = None, agents: str = "none", stdin_stop: bool = False,
+              remote_shell: list[str] | None = None) -> LaunchPlan:
     return LaunchPlan(strategy=ctx.strategy, engine=ctx.engine, transport=transport, world_size=ctx.world_size,
                       master_addr=ctx.master_addr, master_port=ctx.master_port, run_dir=ctx.run_dir,
                       config_path=ctx.config_path, nodes=nodes, commands=commands, files=files or {},
-                      agents=agents, heartbeat_timeout_s=ctx.heartbeat_timeout, stdin_stop=stdin_stop)
+                      agents=agents, heartbeat_timeout_s=ctx.heartbeat_timeout, stdin_stop=stdin_stop,
+                      remote_shell=remote_shell or [])

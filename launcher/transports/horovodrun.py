@@ -6,6 +6,7 @@ import os
 
 from ..plan import LaunchPlan
 from .common import ClusterContext, make_plan, python, rank_argv, rank_nodes, rendezvous_env
+from .ssh import remote_shell
 
 
 def horovodrun_path() -> str:
@@ -26,4 +27,5 @@ def plan_horovodrun(ctx: ClusterContext) -> LaunchPlan:
     argv += rank_argv(ctx)  # each rank's agent writes logs/rank<R>.log and .err.log
     env = {**ctx.env, **rendezvous_env(ctx)}  # torch.distributed engines (ddp, deepspeed) work under it too
     env_argv = ["env", *(f"{k}={v}" for k, v in sorted(env.items())), *argv]  # horovodrun forwards its env
-    return make_plan(ctx, "horovodrun", rank_nodes(ctx, rendezvous_env(ctx)), [env_argv], agents="ranks")
+    return make_plan(ctx, "horovodrun", rank_nodes(ctx, rendezvous_env(ctx)), [env_argv], agents="ranks",
+                     remote_shell=remote_shell(ctx))

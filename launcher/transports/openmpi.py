@@ -7,6 +7,7 @@ import os
 from ..hosts import Host, format_hosts
 from ..plan import LaunchPlan
 from .common import ClusterContext, make_plan, rank_argv, rank_nodes, rendezvous_env
+from .ssh import remote_shell
 
 
 def hostfile_path(ctx: ClusterContext) -> str:
@@ -33,4 +34,5 @@ def plan_openmpi(ctx: ClusterContext) -> LaunchPlan:
         argv += ["-x", f"{name}={value}"]  # mpirun passes the value itself: no shell sees it
     argv += rank_argv(ctx)
     nodes = rank_nodes(ctx, rendezvous_env(ctx))
-    return make_plan(ctx, "openmpi", nodes, [argv], {hostfile_path(ctx): hostfile_text(ctx)}, agents="ranks")
+    return make_plan(ctx, "openmpi", nodes, [argv], {hostfile_path(ctx): hostfile_text(ctx)}, agents="ranks",
+                     remote_shell=remote_shell(ctx))

@@ -17,13 +17,18 @@ def ssh_options(port: int | None, key: str | None) -> list[str]:
     return options
 
 
+def remote_shell(ctx: ClusterContext) -> list[str]:
+    """``ssh OPTIONS``: how launchdeck itself reaches a host (to reap a frozen node's processes)."""
+    return ["ssh", *ssh_options(ctx.ssh_port, ctx.ssh_key)]
+
+
 def plan_ssh(ctx: ClusterContext) -> LaunchPlan:
     """One ssh per node; its agent stops the node when the launcher closes that ssh's stdin."""
     nodes = torchrun_nodes(ctx, lambda index: index,
                            lambda index, host: agent_argv(ctx, f"--node={index}", f"--host={host}", "--stdin-stop"))
     options = ssh_options(ctx.ssh_port, ctx.ssh_key)
     commands = [["ssh", *options, node.host, remote_command(node.cwd, node.env, node.argv)] for node in nodes]
-    return make_plan(ctx, "ssh", nodes, commands, agents="nodes", stdin_stop=True)
+    return make_plan(ctx, "ssh", nodes, commands, agents="nodes", stdin_stop=True, remote_shell=remote_shell(ctx))
 
 
 def plan_pdsh(ctx: ClusterContext) -> LaunchPlan:
@@ -42,4 +47,4 @@ def plan_pdsh(ctx: ClusterContext) -> LaunchPlan:
     for index, node in enumerate(nodes):  # show each node's concrete rank and name in the plan
         argv = [a.replace("%n", str(index)).replace("%h", node.host) for a in node.argv]
         nodes[index] = NodePlan(node.host, argv, node.cwd, node.interpreter, node.env, node.ranks)
-    return make_plan(ctx, "pdsh", nodes, [command], agents="nodes")
+    return make_plan(ctx, "pdsh", nodes, [command], agents="nodes", remote_shell=remote_shell(ctx))
