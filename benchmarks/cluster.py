@@ -38,7 +38,8 @@ def first_step_line(run_dir: Path) -> bool:
 def launch(argv: list[str], run_dir: Path, env: dict, cwd: Path) -> tuple[subprocess.Popen, float | None, float]:
     """Start a launch; returns it, seconds to rank 0's first step line, and when it started."""
     started = time.monotonic()
-    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    with open(run_dir.parent / f"{run_dir.name}.out", "w") as out:  # a file: a pipe nobody reads could fill up
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
     seen = wait_for(lambda: first_step_line(run_dir) or proc.poll() is not None, 600, 0.05)
     return proc, (time.monotonic() - started if seen and first_step_line(run_dir) else None), started
 
@@ -66,13 +67,17 @@ def fault_row(c: FakeCluster, root: Path, how: str, transport: str) -> list[str]
     run_dir = root / f"{how}-{transport}"
     proc, _, _ = launch(cluster_argv(c, root, transport, "ddp", run_dir, 100_000), run_dir, c.env(), root)
     victim = wait_for(lambda: payload_pid(c, c.hosts[1], run_dir, 3), 30)
+    if victim is None:
+        proc.kill()
+        return [how, transport, "-", "-", "-", "rank 3 never started on host 2"]
     struck = time.monotonic()
     os.kill(victim, signal.SIGKILL if how == "kill" else signal.SIGSTOP)
     wait_for(lambda: not job_pids(c, c.hosts[0], run_dir), 60, 0.05)
     host1_s = time.monotonic() - struck
     code = proc.wait(timeout=60)
     done_s = time.monotonic() - struck
-    report = next((ln for ln in proc.stderr.read().splitlines() if "job failed" in ln), "")
+    output = (run_dir.parent / f"{run_dir.name}.out").read_text(errors="replace")
+    report = next((ln for ln in output.splitlines() if "job failed" in ln), "")
     return [how, transport, _f(host1_s), _f(done_s), str(code), report.split(": ", 2)[-1][:70]]
 
 

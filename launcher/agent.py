@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import queue
 import signal
 import socket
 import subprocess
@@ -37,6 +38,8 @@ from typing import IO
 from . import elastic, events, processes, rankenv
 
 TAIL_LINES = 400  # enough for torch elastic's failure table after a burst of tracebacks
+OUTPUT_LINES = 10_000  # relayed lines that may wait for a slow stream before the command waits too
+RELAY_JOIN_S = 0.5
 TICK_S = 0.05  # how often rank processes are checked for having ended
 SCAN_S = 0.5  # how often the process tree is re-read (new ranks, stopped processes)
 
@@ -51,28 +54,64 @@ class Options:
     beat_s: float
     hang_s: float
     grace_s: float
+    lost_s: float
     stdin_stop: bool
+    tag: str  # events.tag_for(the run directory)
 
 
 class Output:
-    """Our stdout/stderr, shared by the relay threads and the heartbeat: whole lines, never interleaved."""
+    """Our stdout/stderr: whole lines, never interleaved, written by one thread.
+
+    Nothing else ever blocks on a write: when the stream stalls (a partition, a stopped launcher),
+    heartbeats are dropped, relayed output waits in a bounded queue (and the command behind it),
+    and the main loop still acts on signals. A stream that makes no progress for ``lost_s`` seconds
+    counts as gone, like one that fails with EPIPE."""
 
     def __init__(self, opts: Options):
-        self.opts, self.lock, self.broken = opts, threading.Lock(), False
+        self.opts, self.queue, self.dead = opts, queue.Queue(maxsize=OUTPUT_LINES), set()  # fds that failed
+        self.progress = time.monotonic()  # when the queue was last empty or a write completed
+        threading.Thread(target=self._writer, daemon=True).start()
 
-    def write(self, fd: int, data: bytes) -> None:
-        with self.lock:
+    @property
+    def broken(self) -> bool:
+        return 1 in self.dead  # stdout carries the events: without it the launcher cannot hear us
+
+    def write(self, fd: int, data: bytes, block: bool = True) -> None:
+        if fd in self.dead:
+            return
+        try:
+            self.queue.put((fd, data), block=block, timeout=self.opts.lost_s if block else None)
+        except queue.Full:
+            pass  # only a heartbeat or a late line: the stream is stalled anyway
+
+    def _writer(self) -> None:
+        while True:
+            fd, data = self.queue.get()
             try:
-                while data:
+                while data and fd not in self.dead:
                     data = data[os.write(fd, data):]
             except OSError:  # EPIPE: whoever read us (ssh, pdsh, mpirun) is gone
-                self.broken = True
+                self.dead.add(fd)
+            self.progress = time.monotonic()
+            self.queue.task_done()
+
+    def gone(self, now: float) -> bool:
+        """EPIPE, or no write completed for ``lost_s`` while lines wait (heartbeats keep ``progress`` fresh)."""
+        stalled = self.queue.unfinished_tasks and now - self.progress > self.opts.lost_s
+        return self.broken or bool(stalled)
+
+    def drain(self, seconds: float) -> None:
+        """Give the last lines (the exit event) a bounded chance to leave."""
+        deadline = time.monotonic() + seconds
+        while self.queue.unfinished_tasks and not self.broken and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     def event(self, kind: str, **fields: object) -> None:
-        self.write(1, events.encode(kind, id=self.opts.id, **fields).encode())
+        """Never blocks: when the stream is this stalled, the launcher learns it from the silence."""
+        self.write(1, events.encode(self.opts.tag, kind, id=self.opts.id, **fields).encode(), block=False)
 
     def note(self, text: str) -> None:
-        self.write(2, f"launchdeck agent [{self.opts.host} {self.opts.id}]: {text}\n".encode())
+        self.write(2, f"launchdeck agent [{self.opts.host} {self.opts.id}]: {text}\n".encode(), block=False)
 
 
 @dataclass
@@ -130,11 +169,12 @@ def rank_processes(pids: list[int]) -> dict[int, int]:
 
 
 def relay(stream: IO[bytes], out: Output, fd: int, prefix: bytes | None, log: IO[bytes] | None,
-          tail: deque[bytes]) -> None:
+          tail: deque[bytes] | None) -> None:
     """Copy a pipe line by line to our fd (with a prefix) and/or a log file; keep its last lines."""
     with stream:
         for line in iter(stream.readline, b""):
-            tail.append(line)
+            if tail is not None:
+                tail.append(line)
             if log is not None:
                 log.write(line)
                 log.flush()
@@ -143,10 +183,12 @@ def relay(stream: IO[bytes], out: Output, fd: int, prefix: bytes | None, log: IO
 
 
 def start(opts: Options, out: Output, tail: deque[bytes]) -> tuple[subprocess.Popen, list[threading.Thread]]:
+    """The command, and a relay per stream; ``tail`` keeps stderr's end (where torchrun's failure table goes)."""
     child = subprocess.Popen(opts.command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, start_new_session=True)
-    threads = [threading.Thread(target=relay, args=(stream, out, fd, *_sink(opts, suffix), tail), daemon=True)
-               for stream, fd, suffix in ((child.stdout, 1, ".log"), (child.stderr, 2, ".err.log"))]
+    streams = ((child.stdout, 1, ".log", None), (child.stderr, 2, ".err.log", tail))
+    threads = [threading.Thread(target=relay, args=(stream, out, fd, *_sink(opts, suffix), keep), daemon=True)
+               for stream, fd, suffix, keep in streams]
     for thread in threads:
         thread.start()
     return child, threads
@@ -178,19 +220,21 @@ def supervise(opts: Options) -> int:
         if now >= next_beat:
             out.event("beat")
             next_beat = now + opts.beat_s
-        if out.broken:
+        if out.gone(now):
             stop.request("the launcher's connection is gone")
         watch.tick(child.pid, now)
         time.sleep(TICK_S)
+    ended = time.time()  # the command's end as this host saw it (per-rank mode: the rank's)
     if stop.reason and child.poll() is None:
         out.note(f"{stop.reason}: stopping this node's processes")
         processes.terminate_tree(grace=opts.grace_s, spare=child.pid)
     code = child.wait()
     watch.tick(child.pid, time.monotonic())  # ranks that ended in the last moments
     for thread in relays:
-        thread.join(timeout=2)
+        thread.join(timeout=RELAY_JOIN_S)
     failed = [[f.rank, f.exit_code] for f in elastic.failures(b"".join(tail).decode(errors="replace"))]
-    out.event("exit", code=code, rank=opts.rank, failures=failed, t=time.time())
+    out.event("exit", code=code, rank=opts.rank, failures=failed, t=ended)
+    out.drain(RELAY_JOIN_S)
     processes.terminate_tree(grace=1.0)  # orphans the command left behind
     return 128 + stop.signum if stop.signum else (code if code >= 0 else 128 - code)
 
@@ -212,6 +256,8 @@ def parse(argv: list[str]) -> Options:
     p.add_argument("--beat", type=float, default=1.0, help="seconds between heartbeats")
     p.add_argument("--hang-timeout", type=float, default=5.0, help="seconds a process may stay stopped (0: never)")
     p.add_argument("--grace", type=float, default=5.0, help="seconds between SIGTERM and SIGKILL at teardown")
+    p.add_argument("--lost-after", type=float, default=10.0, help="seconds our output may make no progress "
+                   "before the launcher counts as gone (it declares us lost after as long)")
     p.add_argument("--stdin-stop", action="store_true", help="EOF on stdin stops the node")
     p.add_argument("command", nargs=argparse.REMAINDER)
     args = p.parse_args(argv)
@@ -222,9 +268,10 @@ def parse(argv: list[str]) -> Options:
     if args.per_rank and rank is None:
         p.error("--per-rank needs RANK, OMPI_COMM_WORLD_RANK or HOROVOD_RANK in the environment")
     host = args.host or os.environ.get("SLURMD_NODENAME") or socket.gethostname()
-    return Options(id=f"rank{rank}" if args.per_rank else f"node{args.node}", host=host, rank=rank,
+    return Options(id=events.rank_id(rank) if args.per_rank else events.node_id(args.node), host=host, rank=rank,
                    command=command, rank_logs=args.rank_logs, beat_s=args.beat, hang_s=args.hang_timeout,
-                   grace_s=args.grace, stdin_stop=args.stdin_stop)
+                   grace_s=args.grace, lost_s=args.lost_after, stdin_stop=args.stdin_stop,
+                   tag=events.tag_for(os.environ.get("LAUNCHDECK_RUN_DIR", "")))
 
 
 def main(argv: list[str] | None = None) -> int:

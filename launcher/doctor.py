@@ -1,6 +1,6 @@
 """Preflight: can every host of a plan run it? One ssh per host, in parallel, plus a real all-reduce.
 
-Per host (``python -m launcher.probe`` over ssh, with the plan's own interpreter and directory):
+Per host (``python -m launcher.probe`` over the plan's own ssh, interpreter and directory):
 ssh reachable, the same Python / torch / deepspeed (/ horovod) versions as here, slots ≤ visible GPUs
 (unless on CPU), the rendezvous port free on the rendezvous host. ``launch`` runs these cheap checks
 before it starts anything; ``launchdeck doctor`` adds a tiny all-reduce across every host through the
@@ -21,7 +21,6 @@ from . import probe, record
 from .errors import LaunchdeckError
 from .plan import LaunchPlan, NodePlan
 from .render import RenderedConfig
-from .transports.ssh import ssh_options
 
 PROBE_TIMEOUT_S = 30.0
 NO_DIRECTORY, NO_INTERPRETER = 97, 98  # the probe line's own exit codes, before Python starts
@@ -49,9 +48,9 @@ def probe_line(node: NodePlan, port: int | None) -> str:
             f"exec {python} {shlex.join(args)}")
 
 
-def run_probe(node: NodePlan, port: int | None, ssh_port: int | None, ssh_key: str | None) -> HostCheck:
+def run_probe(node: NodePlan, port: int | None, remote_shell: list[str]) -> HostCheck:
     check, started = HostCheck(node.host, len(node.ranks)), time.monotonic()
-    argv = ["ssh", *ssh_options(ssh_port, ssh_key), node.host, probe_line(node, port)]
+    argv = [*remote_shell, node.host, probe_line(node, port)]
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S,
                               stdin=subprocess.DEVNULL)
@@ -84,14 +83,14 @@ def judge(check: HostCheck, here: dict, *, cpu: bool, engine: str, port: int | N
         check.problems.append(f"rendezvous port {port} is in use")
 
 
-def check_hosts(plan: LaunchPlan, *, cpu: bool, ssh_port: int | None, ssh_key: str | None) -> list[HostCheck]:
+def check_hosts(plan: LaunchPlan, *, cpu: bool) -> list[HostCheck]:
     """The cheap checks on every host of the plan, in parallel."""
     here = probe.facts()
     master = plan.nodes[0].host if plan.master_addr in ("127.0.0.1", plan.nodes[0].host) else plan.master_addr
 
     def one(node: NodePlan) -> HostCheck:
         port = plan.master_port if node.host == master else None
-        check = run_probe(node, port, ssh_port, ssh_key)
+        check = run_probe(node, port, plan.remote_shell)
         if check.facts:
             judge(check, here, cpu=cpu, engine=plan.engine, port=port)
         return check
@@ -100,9 +99,9 @@ def check_hosts(plan: LaunchPlan, *, cpu: bool, ssh_port: int | None, ssh_key: s
         return list(pool.map(one, plan.nodes))
 
 
-def preflight(plan: LaunchPlan, *, cpu: bool, ssh_port: int | None, ssh_key: str | None) -> None:
+def preflight(plan: LaunchPlan, *, cpu: bool) -> None:
     """Refuse to start when a host cannot run the plan; one line naming the first problem."""
-    failed = [c for c in check_hosts(plan, cpu=cpu, ssh_port=ssh_port, ssh_key=ssh_key) if not c.ok]
+    failed = [c for c in check_hosts(plan, cpu=cpu) if not c.ok]
     if failed:
         more = f" (and {len(failed) - 1} more host(s))" if len(failed) > 1 else ""
         raise LaunchdeckError(f"preflight: {failed[0].host}: {'; '.join(failed[0].problems)}{more}; "

@@ -32,8 +32,10 @@ from .plan import LaunchPlan
 from .transports import common
 from .watch import Failure, Watch
 
-GRACE_S = 8.0  # from stop to SIGKILL
+GRACE_S = 10.0  # from stop to SIGKILL: more than an agent's own teardown (5 s grace + 2 s + relays)
 REAP_TIMEOUT_S = 30.0
+PUMP_S = 0.05  # the longest one pass over the output may take: signals and failures are acted on in between
+QUEUE_LINES = 10_000  # readers wait when this many lines are unhandled (a flood cannot eat the memory)
 PIPE_LINGER_S = 2.0  # a command that exited while orphans hold its pipe is done after this long
 TAIL = 400
 
@@ -72,7 +74,7 @@ class _Signals:
 
 class Job:
     def __init__(self, plan: LaunchPlan):
-        self.plan, self.lines = plan, queue.Queue()
+        self.plan, self.lines = plan, queue.Queue(maxsize=QUEUE_LINES)
         self.commands: list[Command] = []
         self.stopping_since: float | None = None
         self.killed = False
@@ -104,9 +106,11 @@ class Job:
                 _killpg(command.proc, signal.SIGTERM)
 
     def kill(self) -> None:
+        """SIGKILL the commands and everything of ours below them (torch's ranks run in sessions of their own)."""
         self.killed = True
         for command in self.running():
             _killpg(command.proc, signal.SIGKILL)
+        processes.signal_all(processes.descendants(os.getpid()), signal.SIGKILL)
 
     def running(self) -> list[Command]:
         return [c for c in self.commands if c.proc.poll() is None]
@@ -162,8 +166,9 @@ def run(plan: LaunchPlan, console=sys.stdout) -> Outcome:
             _supervise(job, watch, signals, _Console(console, log))
         finally:
             forced = job.killed  # commands that ignored the stop: their agents may be frozen too
-            job.kill()
-            processes.terminate_tree(grace=GRACE_S)
+            for command in job.running():  # only after an error in the loop itself
+                _killpg(command.proc, signal.SIGKILL)
+            processes.terminate_tree(grace=0.5 if forced else GRACE_S)  # orphans of this machine
             reap_frozen(plan, watch.unfinished(None if forced else watch.lost))
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -201,22 +206,22 @@ def _supervise(job: Job, watch: Watch, signals: _Signals, out: _Console) -> None
 
 
 def _pump(job: Job, watch: Watch, out: _Console, timeout: float) -> None:
-    """Handle every line that arrived (waiting up to ``timeout`` for the first)."""
-    try:
-        item = job.lines.get(timeout=timeout)
-        while True:
-            index, line = item
-            command = job.commands[index]
-            if line is None:
-                command.eof = True
-            elif (event := events.decode(line)) is not None:
-                watch.on_event(event, time.monotonic())
-            else:
-                command.tail.append(line)
-                out.write(command.label + line, quiet=job.stopping_since is not None)
-            item = job.lines.get_nowait()
-    except queue.Empty:
-        return
+    """Handle the lines that arrived (waiting up to ``timeout`` for the first), for at most PUMP_S."""
+    until = None
+    while until is None or time.monotonic() < until:
+        try:
+            index, line = job.lines.get(timeout=timeout) if until is None else job.lines.get_nowait()
+        except queue.Empty:
+            return
+        until = until or time.monotonic() + PUMP_S
+        command = job.commands[index]
+        if line is None:
+            command.eof = True
+        elif (event := events.decode(line, watch.tag)) is not None:
+            watch.on_event(event, time.monotonic())
+        else:
+            command.tail.append(line)
+            out.write(command.label + line, quiet=job.stopping_since is not None)
 
 
 def reap_frozen(plan: LaunchPlan, unfinished: dict[str, list[int]]) -> None:

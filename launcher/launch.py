@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -142,11 +143,16 @@ def check_runnable(plan: LaunchPlan) -> None:
     if not plan.commands:
         raise LaunchdeckError(f"--launcher {plan.transport} only prints the line each node runs; add --dry-run "
                               "(or choose ssh, pdsh, openmpi, slurm or horovodrun to start them from here)")
+    for argv in plan.commands:
+        program = next(arg for arg in argv if arg != "env" and "=" not in arg)  # past `env NAME=VALUE …`
+        if not shutil.which(program):
+            raise LaunchdeckError(f"--launcher {plan.transport} needs {program!r}, which is not installed here "
+                                  "(or not on PATH)")
 
 
 def needs_preflight(plan: LaunchPlan) -> bool:
     """Plans that reach other hosts over ssh (Slurm checks its own nodes; one machine needs no ssh)."""
-    return plan.transport != "slurm" and not all(common.is_this_machine(node.host) for node in plan.nodes)
+    return bool(plan.remote_shell) and not all(common.is_this_machine(node.host) for node in plan.nodes)
 
 
 def horovod_built() -> bool:

@@ -9,6 +9,8 @@ import json
 import shlex
 from dataclasses import dataclass, field
 
+from . import events
+
 
 @dataclass(frozen=True)
 class NodePlan:
@@ -41,9 +43,9 @@ class LaunchPlan:
     def agent_hosts(self) -> dict[str, str]:
         """Agent id -> host, for every agent this plan starts (see launcher.agent)."""
         if self.agents == "nodes":
-            return {f"node{index}": node.host for index, node in enumerate(self.nodes)}
+            return {events.node_id(index): node.host for index, node in enumerate(self.nodes)}
         if self.agents == "ranks":
-            return {f"rank{rank}": node.host for node in self.nodes for rank in node.ranks}
+            return {events.rank_id(rank): node.host for node in self.nodes for rank in node.ranks}
         return {}
 
     def to_json(self) -> str:

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import elastic
+from . import elastic, events
 from .plan import LaunchPlan
 
 START_TIMEOUT_S = 120.0  # an agent that never reports within this long never started
@@ -41,6 +41,7 @@ class Candidate:
 @dataclass
 class Watch:
     plan: LaunchPlan
+    tag: str = field(init=False)  # this run's event tag (launcher.events)
     hosts: dict[str, str] = field(init=False)  # agent id -> host
     rank_hosts: dict[int, str] = field(init=False)
     seen: dict[str, float] = field(default_factory=dict)  # agent id -> monotonic time last heard
@@ -54,6 +55,7 @@ class Watch:
     frozen: bool = False  # set once the user interrupted: what dies after that is no failure
 
     def __post_init__(self) -> None:
+        self.tag = events.tag_for(self.plan.run_dir)
         self.hosts = self.plan.agent_hosts()
         self.rank_hosts = {rank: node.host for node in self.plan.nodes for rank in node.ranks}
 
@@ -100,7 +102,7 @@ class Watch:
             if found:
                 self._add(time.time(), found[0].host, found[0].rank, found[0].exit_code)
         elif silent or not self.candidates:
-            host = self.hosts[silent[0]] if silent else name
+            host = self.hosts[agents[0]] if len(agents) == 1 else name  # a command for all hosts blames none
             self._add(time.time(), host, None, code, f"{name} exited with code {code}"
                       + (" before its agent reported" if silent else ""), tuple(output[-TAIL_LINES:]))
 
@@ -118,7 +120,7 @@ class Watch:
                 continue
             self.ended.add(agent)
             self.lost.add(agent)
-            self._add(time.time(), host, _rank_of(agent), None, reason)
+            self._add(time.time(), host, events.rank_of(agent), None, reason)
 
     def unfinished(self, among: set[str] | None = None) -> dict[str, list[int]]:
         """host -> pids of agents (of ``among``, default all) that started but never reported an exit."""
@@ -144,10 +146,6 @@ class Watch:
 
     def _host(self, agent: str, rank: int | None) -> str:
         return self.rank_hosts.get(rank, self.hosts[agent]) if rank is not None else self.hosts[agent]
-
-
-def _rank_of(agent: str) -> int | None:
-    return int(agent[4:]) if agent.startswith("rank") else None
 
 
 def rank_log_tails(logs: Path, rank: int, lines: int = TAIL_LINES) -> dict[str, list[str]]:

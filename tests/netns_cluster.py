@@ -406,21 +406,23 @@ class FakeCluster:
     def close(self) -> None:
         """Remove everything this cluster made, in an order that works after a partial start and
         when called twice: processes, sshd children, veths (before ``ip netns del``, which removes
-        them asynchronously), namespaces, bridge, ``/etc/netns`` entries, the temp dir."""
+        them asynchronously), namespaces, bridge, ``/etc/netns`` entries, the temp dir. Every step is
+        tried even when one fails; the first failure is raised at the end."""
         namespaces = set(_netns_names())
         links = set(_link_names())
+        steps = [(_kill_netns_processes, h.netns) for h in self.hosts if h.netns in namespaces]
+        steps += [(self.stop_sshd, h) for h in self.hosts]
         for host in self.hosts:
-            if host.netns in namespaces:
-                _kill_netns_processes(host.netns)
-        for host in self.hosts:
-            self.stop_sshd(host)
-        for host in self.hosts:
-            if host.veth in links:
-                _run(["ip", "link", "del", host.veth])
-            if host.netns in namespaces:
-                _run(["ip", "netns", "del", host.netns])
-            shutil.rmtree(NETNS_ETC / host.netns, ignore_errors=True)
-        if self.bridge in links:
-            _run(["ip", "link", "del", self.bridge])
-        if self._dir is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
+            steps += [(_run, ["ip", "link", "del", host.veth])] if host.veth in links else []
+            steps += [(_run, ["ip", "netns", "del", host.netns])] if host.netns in namespaces else []
+            steps.append((shutil.rmtree, NETNS_ETC / host.netns, True))
+        steps += [(_run, ["ip", "link", "del", self.bridge])] if self.bridge in links else []
+        steps += [(shutil.rmtree, self._dir, True)] if self._dir is not None else []
+        errors = []
+        for step, *args in steps:
+            try:
+                step(*args)
+            except Exception as exc:  # keep tearing down; report afterwards
+                errors.append(exc)
+        if errors:
+            raise errors[0]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -44,7 +43,8 @@ def wait_for_ranks(proc: subprocess.Popen, count: int = 2, timeout: float = 20) 
 
 
 def kinds(stdout: str) -> list[dict]:
-    return [e for e in map(events.decode, stdout.splitlines()) if e is not None]
+    tag = events.tag_for(os.environ.get("LAUNCHDECK_RUN_DIR", ""))  # the agent's tag: its run directory's
+    return [e for line in stdout.splitlines() if (e := events.decode(line, tag)) is not None]
 
 
 def test_a_stopped_rank_is_reported_and_killed_so_the_node_fails_now():
@@ -104,7 +104,27 @@ def test_the_exit_event_carries_torchruns_failure_table():
     script = f"import sys; sys.stderr.write({table!r}); sys.exit(1)"
     proc = agent("--node=1", "--", sys.executable, "-c", script)
     out, _ = proc.communicate(timeout=30)
-    assert json.loads(json.dumps(kinds(out)[-1]["failures"])) == [[2, -9]]
+    assert kinds(out)[-1]["failures"] == [[2, -9]]
+
+
+def test_hang_timeout_zero_leaves_a_stopped_rank_alone():
+    proc = agent("--node=0", "--hang-timeout=0", "--", sys.executable, "-c", FAKE_TORCHRUN)
+    ranks = wait_for_ranks(proc)
+    try:
+        os.kill(ranks[0], signal.SIGSTOP)
+        time.sleep(2.5)
+        assert processes.state(ranks[0]) == "T" and proc.poll() is None
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+
+
+def test_sigterm_is_acted_on_while_the_output_stream_is_blocked():
+    chatty = "import sys\nwhile True:\n    sys.stdout.write('x' * 1000 + '\\n')\n"
+    proc = agent("--node=0", "--grace=1", "--", sys.executable, "-c", chatty)  # nobody reads its stdout
+    time.sleep(2)  # the pipe to us is full by now and the agent's writer blocked on it
+    proc.terminate()
+    assert proc.wait(timeout=10) == 128 + signal.SIGTERM
 
 
 def test_reap_kills_a_frozen_agent_and_its_tree_but_only_of_its_own_run(tmp_path):

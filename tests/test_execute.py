@@ -96,3 +96,42 @@ def test_descendants_of_a_process_without_children_is_empty():
             assert child.pid in processes.descendants(os.getpid())
         finally:
             child.kill()
+
+
+DRIVER = """
+import os, sys
+from launcher.execute import exit_code_for, run
+from launcher.plan import LaunchPlan, NodePlan
+argv = [sys.executable, "-c", sys.argv[2]]
+plan = LaunchPlan("ddp", "ddp", "local", 1, "127.0.0.1", 1, sys.argv[1], "", [NodePlan("localhost", argv, ".", "")],
+                  commands=[argv])
+sys.exit(exit_code_for(run(plan, console=open(os.devnull, "w"))))
+"""
+IGNORE_TERM = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN)"
+
+
+def supervise(tmp_path, command: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", DRIVER, str(tmp_path), command])
+
+
+def test_ctrl_c_is_acted_on_while_output_floods_in(tmp_path):
+    proc = supervise(tmp_path, "while True: print('x' * 200)")
+    time.sleep(2)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=15) == 130
+
+
+def test_a_second_ctrl_c_kills_at_once_even_what_ignores_sigterm_in_a_session_of_its_own(tmp_path):
+    pid_file = tmp_path / "grandchild.pid"
+    stubborn = (f"{IGNORE_TERM}\nimport subprocess, sys\n"
+                f"p = subprocess.Popen([sys.executable, '-c', {IGNORE_TERM + '; time.sleep(120)'!r}], "
+                f"start_new_session=True)\nopen({str(pid_file)!r}, 'w').write(str(p.pid))\ntime.sleep(120)\n")
+    proc = supervise(tmp_path, stubborn)
+    time.sleep(2)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    started = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=15) == 130
+    assert time.monotonic() - started < 5  # not the 10 s grace period
+    assert processes.state(int(pid_file.read_text())) in (None, "Z")  # its own session did not save it

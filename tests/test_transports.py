@@ -42,7 +42,8 @@ def test_torchrun_per_node_transports(tmp_path, hostfile, transport):
         agent = node.argv[:torchrun]  # the node's watchdog (none where launchdeck starts nothing)
         assert agent == ([] if transport == "torchrun" else
                          [sys.executable, "-m", "launcher.agent", f"--node={rank}", f"--host={node.host}",
-                          *(["--stdin-stop"] if transport == "ssh" else []), "--hang-timeout=5", "--"])
+                          *(["--stdin-stop"] if transport == "ssh" else []), "--hang-timeout=5", "--lost-after=10",
+                          "--"])
         assert f"--node-rank={rank}" in node.argv and "--nnodes=2" in node.argv
         assert "--nproc-per-node=4" in node.argv and "--master-addr=node-a" in node.argv
         assert node.ranks == list(range(4 * rank, 4 * rank + 4)) and node.interpreter == sys.executable
@@ -80,11 +81,12 @@ def test_slurm_plan_from_the_allocation(tmp_path, monkeypatch):
     monkeypatch.setenv("SLURM_JOB_NODELIST", "gpu[1-2]")
     monkeypatch.setenv("SLURM_TASKS_PER_NODE", "4(x2)")
     monkeypatch.setenv("SLURM_NTASKS", "8")  # the allocation's; the step must not inherit it
-    monkeypatch.setenv("SLURM_JOB_CPUS_PER_NODE", "64(x2)")
+    monkeypatch.setenv("SLURM_JOB_CPUS_PER_NODE", "64,48")  # uneven nodes: each task gets what the smallest has
     plan = prepare(LaunchRequest("zero3", launcher="slurm", run_dir=str(tmp_path / "r"))).plan
     (argv,) = plan.commands
     assert argv[:6] == ["srun", "--kill-on-bad-exit=1", "--nodes=2", "--ntasks=2", "--ntasks-per-node=1",
-                        "--cpus-per-task=64"]
+                        "--cpus-per-task=48"]
+    assert '--node="$SLURM_NODEID"' in argv[-1] and '--node-rank="$SLURM_NODEID"' in argv[-1]  # node's shell expands
     assert argv[-3:-1] == ["sh", "-c"] and '--node-rank="$SLURM_NODEID"' in argv[-1]
     assert plan.world_size == 8 and plan.master_addr == "gpu1"
     with pytest.raises(LaunchdeckError, match="takes its hosts from the allocation"):
@@ -118,6 +120,13 @@ def test_bad_cluster_requests(tmp_path, hostfile, request_kw, message):
 
 def test_every_launcher_choice_has_a_planner():
     assert set(LAUNCHERS) == {"local", *launch.TRANSPORTS}
+
+
+def test_a_launcher_missing_here_is_one_clear_error(tmp_path, hostfile, monkeypatch):
+    plan = plan_for(tmp_path, hostfile, "pdsh")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(LaunchdeckError, match="--launcher pdsh needs 'pdsh', which is not installed here"):
+        launch.check_runnable(plan)
 
 
 def test_per_node_torchrun_lines_are_printed_not_run(tmp_path, hostfile):

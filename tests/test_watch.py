@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from launcher import events
 from launcher.plan import LaunchPlan, NodePlan
 from launcher.watch import Watch
 
@@ -71,3 +72,21 @@ def test_lines_from_unknown_agents_are_ignored():
     watch.on_event({"kind": "exit", "id": "node7", "code": 1, "t": 1.0}, now=1.0)
     assert not watch.failed
 
+
+
+def test_a_launcher_command_for_every_host_that_dies_blames_no_single_host(tmp_path):
+    watch = Watch(plan(agents="ranks"))
+    watch.on_exit(["rank0", "rank1", "rank2", "rank3"], "openmpi", 1, ["ORTE was unable to start orted\n"])
+    first = watch.first(tmp_path)
+    assert (first.host, first.rank) == ("openmpi", None)
+    assert first.reason == "openmpi exited with code 1 before its agent reported"
+
+
+def test_events_of_another_run_and_malformed_events_are_ordinary_output():
+    mine, other = events.tag_for("/runs/a"), events.tag_for("/runs/b")
+    line = events.encode(other, "exit", id="node0", code=1, t=1.0, failures=[])
+    assert events.decode(line, other) == {"kind": "exit", "id": "node0", "code": 1, "t": 1.0, "failures": []}
+    assert events.decode(line, mine) is None  # a rank printing a nested job's events
+    assert events.decode(f"{events.MARKER}{mine}:" + '{"kind": "exit", "id": "node0"}', mine) is None  # no code
+    assert events.decode(f"{events.MARKER}{mine}:" + '{"kind": "start", "id": "node0", "pid": 7}', mine)
+    assert events.decode("[rank0]:" + events.encode(mine, "beat", id="rank0"), mine) == {"kind": "beat", "id": "rank0"}

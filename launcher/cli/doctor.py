@@ -10,8 +10,6 @@ import click
 
 from .options import cluster_options
 
-SSH_LAUNCHERS = ("ssh", "pdsh", "openmpi", "horovodrun")
-
 
 @click.command()
 @cluster_options
@@ -36,13 +34,13 @@ def doctor(cluster: dict, cpu: bool, no_allreduce: bool, as_json: bool) -> None:
 
     if not cluster["hostfile"]:
         raise click.UsageError("--hostfile is required")
-    if (cluster["launcher"] or "ssh") not in SSH_LAUNCHERS:
-        raise click.BadParameter(f"doctor checks hosts over ssh: one of {', '.join(SSH_LAUNCHERS)}",
-                                 param_hint="--launcher")
     request = LaunchRequest("ddp", cpu=cpu, script=("-m", "launcher.allreduce"),
                             run_dir=str(new_run_dir("runs", "doctor")), **cluster)
     prepared = prepare(request)
-    found = checks.check_hosts(prepared.plan, cpu=cpu, ssh_port=request.ssh_port, ssh_key=request.ssh_key)
+    if not prepared.plan.remote_shell:
+        raise click.BadParameter("doctor checks hosts over ssh: use ssh, pdsh, openmpi or horovodrun",
+                                 param_hint="--launcher")
+    found = checks.check_hosts(prepared.plan, cpu=cpu)
     ready = all(c.ok for c in found)
     reduced = checks.allreduce(prepared.plan, prepared.rendered) if ready and not no_allreduce else None
     ok, line = checks.verdict(found, reduced)

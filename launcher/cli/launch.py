@@ -35,7 +35,7 @@ from .options import cluster_options, overrides_from, strategy_overrides
 @click.option("--hang-timeout", type=click.FloatRange(min=0), default=5.0, show_default=True,
               help="Across hosts: seconds a rank may stay stopped (SIGSTOP, tty stop) before it is killed and the "
                    "job ends everywhere; 0 never.")
-@click.option("--heartbeat-timeout", type=click.FloatRange(min=1), default=10.0, show_default=True,
+@click.option("--heartbeat-timeout", type=click.FloatRange(min=3), default=10.0, show_default=True,
               help="Across hosts: seconds without a heartbeat from a node's agent before the node counts as lost.")
 @click.option("--no-preflight", is_flag=True, help="Across hosts: skip the per-host checks (ssh, versions, GPUs, "
               "port) that run before anything starts.")
@@ -82,7 +82,7 @@ def launch(name: str, script: tuple[str, ...], cpu: bool, nproc: int | None, ste
     if not no_preflight and planner.needs_preflight(plan):
         from ..doctor import preflight
 
-        preflight(plan, cpu=request.cpu, ssh_port=request.ssh_port, ssh_key=request.ssh_key)
+        preflight(plan, cpu=request.cpu)
     run_dir_path = Path(plan.run_dir)
     record.create(run_dir_path)
     record.write_inputs(run_dir_path, prepared.rendered, plan)

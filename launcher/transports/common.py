@@ -71,7 +71,9 @@ def forwarded_env() -> dict[str, str]:
 def cluster_env(env: dict[str, str], network_interface: str | None) -> dict[str, str]:
     """The job env for every node: rank-prefixed, unbuffered output; the chosen NIC for gloo and NCCL too
     (unless set explicitly)."""
-    env = {"TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE": "[rank${rank}]:", "PYTHONUNBUFFERED": "1", **env}
+    from .local import OUTPUT_ENV
+
+    env = {**OUTPUT_ENV, **env}
     if network_interface:
         env.setdefault("GLOO_SOCKET_IFNAME", network_interface)
         env.setdefault("NCCL_SOCKET_IFNAME", network_interface)
@@ -142,7 +144,8 @@ def _rank_spans(ctx: ClusterContext):
 def agent_argv(ctx: ClusterContext, *mode: str) -> list[str]:
     """``python -m launcher.agent MODE… --`` (mode: ``--node N [--host H]`` or ``--per-rank``)."""
     logs = ["--rank-logs", os.path.join(ctx.run_dir, "logs")] if "--per-rank" in mode else []
-    return [python(), "-m", "launcher.agent", *mode, *logs, f"--hang-timeout={ctx.hang_timeout:g}", "--"]
+    return [python(), "-m", "launcher.agent", *mode, *logs, f"--hang-timeout={ctx.hang_timeout:g}",
+            f"--lost-after={ctx.heartbeat_timeout:g}", "--"]
 
 
 def torchrun_nodes(ctx: ClusterContext, rank_of: Callable[[int], int | str],

@@ -8,6 +8,8 @@ import sys
 
 from ..plan import LaunchPlan, NodePlan
 
+OUTPUT_ENV = {"TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE": "[rank${rank}]:", "PYTHONUNBUFFERED": "1"}
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A port the kernel just handed out as free, so two jobs on one host never collide on 29500."""
@@ -31,7 +33,7 @@ def plan(*, strategy: str, engine: str, nproc: int, run_dir: str, config_path: s
          env: dict[str, str]) -> LaunchPlan:
     port = free_port()
     argv = torchrun_argv(nproc, 1, 0, "127.0.0.1", port, os.path.join(run_dir, "logs"), command)
-    node_env = {**env, "TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE": "[rank${rank}]:", "PYTHONUNBUFFERED": "1"}
+    node_env = {**OUTPUT_ENV, **env}
     node = NodePlan(host="localhost", argv=argv, cwd=os.getcwd(), interpreter=sys.executable, env=node_env,
                     ranks=list(range(nproc)))
     return LaunchPlan(strategy=strategy, engine=engine, transport="local", world_size=nproc,

@@ -25,10 +25,12 @@ def plan_slurm(ctx: ClusterContext) -> LaunchPlan:
     return make_plan(ctx, "slurm", nodes, [command], agents="nodes")
 
 
-def node_cpus() -> str:
-    """Every CPU the allocation has on a node goes to that node's one task (torchrun and its ranks)."""
+def node_cpus() -> int:
+    """The CPUs every node's one task (torchrun and its ranks) gets: all the allocation has on its smallest
+    node (``SLURM_JOB_CPUS_PER_NODE`` forms: ``64(x2)``, ``8,4``, ``8(x2),4``)."""
     per_node = os.environ.get("SLURM_JOB_CPUS_PER_NODE") or os.environ.get("SLURM_CPUS_ON_NODE") or "1"
-    return per_node.split("(")[0].split(",")[0]
+    counts = [part.split("(")[0] for part in per_node.split(",")]
+    return min((int(c) for c in counts if c.isdigit()), default=1)
 
 
 def batch_script(*, job_name: str, nodes: int, gpus_per_node: int, time: str, partition: str | None,
