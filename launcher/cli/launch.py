@@ -71,18 +71,19 @@ def launch(name: str, script: tuple[str, ...], cpu: bool, nproc: int | None, ste
     for notice in prepared.notices:
         click.echo(notice, err=True)
     plan = prepared.plan
-    if check or not dry_run:
-        from ..render.check import check as deepspeed_check
+    from ..render.check import check as deepspeed_check
 
-        deepspeed_check(prepared.rendered)  # DeepSpeed's own parser, at this plan's world size
     if dry_run:
+        if check:
+            deepspeed_check(prepared.rendered)  # DeepSpeed's own parser, at this plan's world size
         click.echo(plan.to_json() if as_json else plan.describe(), nl=False)
         return
-    planner.check_runnable(plan)
+    planner.check_runnable(plan)  # the cheap checks first: what is missing here, then each host (ssh)
     if not no_preflight and planner.needs_preflight(plan):
         from ..doctor import preflight
 
         preflight(plan, cpu=request.cpu)
+    deepspeed_check(prepared.rendered)
     run_dir_path = Path(plan.run_dir)
     record.create(run_dir_path)
     record.write_inputs(run_dir_path, prepared.rendered, plan)

@@ -25,7 +25,7 @@ def plan_horovodrun(ctx: ClusterContext) -> LaunchPlan:
     if ctx.ssh_key:
         argv += ["-i", ctx.ssh_key]
     argv += rank_argv(ctx)  # each rank's agent writes logs/rank<R>.log and .err.log
-    env = {**ctx.env, **rendezvous_env(ctx)}  # torch.distributed engines (ddp, deepspeed) work under it too
-    env_argv = ["env", *(f"{k}={v}" for k, v in sorted(env.items())), *argv]  # horovodrun forwards its env
-    return make_plan(ctx, "horovodrun", rank_nodes(ctx, rendezvous_env(ctx)), [env_argv], agents="ranks",
+    rendezvous = rendezvous_env(ctx)  # torch.distributed engines (ddp, deepspeed) work under horovodrun too
+    env_argv = ["env", *(f"{k}={v}" for k, v in sorted({**ctx.env, **rendezvous}.items())), *argv]  # it forwards env
+    return make_plan(ctx, "horovodrun", rank_nodes(ctx, rendezvous), [env_argv], agents="ranks",
                      remote_shell=remote_shell(ctx))

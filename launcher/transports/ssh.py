@@ -18,7 +18,7 @@ def ssh_options(port: int | None, key: str | None) -> list[str]:
 
 
 def remote_shell(ctx: ClusterContext) -> list[str]:
-    """``ssh OPTIONS``: how launchdeck itself reaches a host (to reap a frozen node's processes)."""
+    """``ssh OPTIONS``: how launchdeck reaches a host (each node's torchrun, preflight, reaping a frozen node)."""
     return ["ssh", *ssh_options(ctx.ssh_port, ctx.ssh_key)]
 
 
@@ -26,9 +26,9 @@ def plan_ssh(ctx: ClusterContext) -> LaunchPlan:
     """One ssh per node; its agent stops the node when the launcher closes that ssh's stdin."""
     nodes = torchrun_nodes(ctx, lambda index: index,
                            lambda index, host: agent_argv(ctx, f"--node={index}", f"--host={host}", "--stdin-stop"))
-    options = ssh_options(ctx.ssh_port, ctx.ssh_key)
-    commands = [["ssh", *options, node.host, remote_command(node.cwd, node.env, node.argv)] for node in nodes]
-    return make_plan(ctx, "ssh", nodes, commands, agents="nodes", stdin_stop=True, remote_shell=remote_shell(ctx))
+    shell = remote_shell(ctx)
+    commands = [[*shell, node.host, remote_command(node.cwd, node.env, node.argv)] for node in nodes]
+    return make_plan(ctx, "ssh", nodes, commands, agents="nodes", stdin_stop=True, remote_shell=shell)
 
 
 def plan_pdsh(ctx: ClusterContext) -> LaunchPlan:
