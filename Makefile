@@ -60,7 +60,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check launcher tests benchmarks
 
 configs: $(STAMP)
-	$(BIN)/python -m launcher.refconfigs ds_configs
+	$(BIN)/python -m launcher.render.reference ds_configs
 
 launch: $(STAMP)
 	$(BIN)/launchdeck launch $(STRATEGY) $(if $(NPROC),--nproc $(NPROC)) $(if $(STEPS),--steps $(STEPS)) \

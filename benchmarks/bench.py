@@ -15,7 +15,8 @@ from pathlib import Path
 
 from common import LAUNCHDECK, REPO, read_result, table, timed
 
-from launcher.catalog import names
+from launcher import entrypoints
+from launcher.spec.catalog import names
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -47,7 +48,7 @@ def payload_speed(root: Path, repeats: int, steps: int) -> dict:
                      ENV)[1].returncode == 0
         ours.append(read_result(run)["steps_per_s"])
         run = root / f"payload-tr-{i}"
-        done = timed([*TORCHRUN, "-m", "launcher.train", "--engine", "ddp", "--config", str(config), "--steps",
+        done = timed([*TORCHRUN, "-m", entrypoints.PAYLOAD, "--engine", "ddp", "--config", str(config), "--steps",
                       str(steps), "--cpu", "--run-dir", str(run)], ENV)[1]
         assert done.returncode == 0, done.stderr
         plain.append(read_result(run)["steps_per_s"])

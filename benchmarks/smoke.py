@@ -7,7 +7,7 @@ import time
 
 from common import LAUNCHDECK, REPO, read_result, table, timed
 
-from launcher.catalog import names
+from launcher.spec.catalog import names
 
 
 def main(steps: int = 12) -> int:

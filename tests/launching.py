@@ -9,7 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from launcher import processes, rankenv
+from launcher.entrypoints import AGENT, PAYLOAD
+from launcher.node import processes, rankenv
 
 LAUNCH_TIMEOUT_S = 300
 
@@ -42,7 +43,7 @@ def payload_pid(cluster, host, run_dir: Path, rank: int) -> int | None:
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"launcher.train" in argv and b"launcher.agent" not in argv and \
+        if PAYLOAD.encode() in argv and AGENT.encode() not in argv and \
                 rankenv.lookup(processes.environ(pid), "RANK") == rank:
             return pid
     return None

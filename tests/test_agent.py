@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from launcher import events, processes
+from launcher import entrypoints
+from launcher.node import events, processes
 
 # A stand-in for torchrun: starts ranks 0 and 1 (each sleeps), fails like torchrun when one ends badly.
 FAKE_TORCHRUN = """
@@ -26,7 +27,7 @@ sys.exit(1)
 
 
 def agent(*args: str, **popen) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "launcher.agent", *args], stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-m", entrypoints.AGENT, *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, **popen)
 
 
@@ -128,7 +129,7 @@ def test_sigterm_is_acted_on_while_the_output_stream_is_blocked():
 
 
 def test_reap_kills_a_frozen_agent_and_its_tree_but_only_of_its_own_run(tmp_path):
-    from launcher.reap import reap
+    from launcher.node.reap import reap
 
     proc = agent("--node=0", "--", sys.executable, "-c", FAKE_TORCHRUN,
                  env={**os.environ, "LAUNCHDECK_RUN_DIR": str(tmp_path)})

@@ -45,7 +45,7 @@ CASES = [
     ("bool-string", ["show", "{tmp}/s.yaml"], {"s.yaml": Z + "zero: {overlap_comm: 'yes'}\n"},
      "zero.overlap_comm: expected true or false"),
     ("engine-unknown", ["show", "{tmp}/s.yaml"], {"s.yaml": "description: x\nengine: megatron\n"},
-     "engine: expected one of deepspeed, ddp, horovod"),
+     "engine: expected one of ddp, deepspeed, horovod"),
     ("description-missing", ["show", "{tmp}/s.yaml"], {"s.yaml": "engine: ddp\n"}, "description: required"),
     ("lr-negative", ["show", "{tmp}/s.yaml"], {"s.yaml": Z + "optimizer: {lr: -1}\n"}, "optimizer.lr: must be > 0"),
     ("section-as-scalar", ["show", "{tmp}/s.yaml"], {"s.yaml": Z + "training: fast\n"},

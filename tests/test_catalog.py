@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from launcher import catalog
 from launcher.errors import StrategyError
+from launcher.spec import catalog
 
 EXPECTED = {"ddp", "zero1", "zero2", "zero3", "zero2-offload", "zero3-offload", "zeropp", "pipeline", "horovod"}
 

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from launcher import __version__
-from launcher.catalog import names
 from launcher.cli import COMMANDS
+from launcher.spec.catalog import names
 
 
 def test_strategies_lists_the_catalog(cli):

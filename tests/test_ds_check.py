@@ -7,11 +7,11 @@ import random
 
 import pytest
 
-from launcher.catalog import load_strategy, names
 from launcher.errors import ConfigCheckError, RenderError
 from launcher.render import Cluster, RenderedConfig, render
-from launcher.render.check import check, parse
+from launcher.render.deepspeed_check import check, parse
 from launcher.render.ds_keys import TOP_LEVEL_KEYS
+from launcher.spec.catalog import load_strategy, names
 
 pytestmark = pytest.mark.slow
 DEEPSPEED = [n for n in names() if load_strategy(n).engine == "deepspeed"]
@@ -38,14 +38,14 @@ def test_the_check_catches_wrong_batch_arithmetic():
     bad = copy.deepcopy(rendered.config)
     bad["train_batch_size"] += 8
     with pytest.raises(ConfigCheckError, match="40 != 4 \\* 1 \\* 8"):
-        check(RenderedConfig(rendered.strategy, rendered.cluster, "deepspeed", bad, 8))
+        check(RenderedConfig(rendered.strategy, rendered.cluster, bad, 8))
 
 
 def test_the_check_catches_keys_deepspeed_would_ignore():
     rendered = render(load_strategy("zero2"), Cluster(8))
     bad = {**rendered.config, "zero_optimisation": {"stage": 3}}
     with pytest.raises(ConfigCheckError, match="ignores top-level key\\(s\\): zero_optimisation"):
-        check(RenderedConfig(rendered.strategy, rendered.cluster, "deepspeed", bad, 8))
+        check(RenderedConfig(rendered.strategy, rendered.cluster, bad, 8))
 
 
 def test_the_check_catches_bad_keys_inside_sections():
@@ -53,7 +53,7 @@ def test_the_check_catches_bad_keys_inside_sections():
     bad = copy.deepcopy(rendered.config)
     bad["zero_optimization"]["overlap_comms"] = True
     with pytest.raises(ConfigCheckError, match="overlap_comms"):
-        check(RenderedConfig(rendered.strategy, rendered.cluster, "deepspeed", bad, 8))
+        check(RenderedConfig(rendered.strategy, rendered.cluster, bad, 8))
 
 
 def test_hf_flavour_checks_through_its_resolved_twin():

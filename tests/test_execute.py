@@ -8,10 +8,10 @@ import subprocess
 import sys
 import time
 
-from launcher import elastic, processes
-from launcher.execute import Outcome, exit_code_for, report
-from launcher.plan import LaunchPlan, NodePlan
-from launcher.watch import Failure, Watch
+from launcher.node import processes, torchrun_failures
+from launcher.plan.model import LaunchPlan, NodePlan
+from launcher.run.execute import Outcome, exit_code_for, report
+from launcher.run.watch import Failure, Watch
 
 AGENT_OUTPUT = """
 Failures:
@@ -32,15 +32,16 @@ Root Cause (first observed failure):
 
 
 def test_the_table_lists_the_root_cause_first():
-    assert [(f.host, f.rank, f.exit_code) for f in elastic.failures(AGENT_OUTPUT)] == [("node-b", 3, 17),
+    assert [(f.host, f.rank, f.exit_code) for f in torchrun_failures.failures(AGENT_OUTPUT)] == [("node-b", 3, 17),
                                                                                        ("node-a", 0, -15)]
-    assert elastic.failures("no report here") == []
+    assert torchrun_failures.failures("no report here") == []
 
 
 def test_the_root_cause_names_the_first_failed_rank_and_its_logs(tmp_path):
     (tmp_path / "rank3.err.log").write_text("warning\nTraceback\nValueError: boom\n")
     (tmp_path / "rank3.log").write_text("step 1\n\nstep 2\n")
-    plan = LaunchPlan("ddp", "ddp", "local", 4, "127.0.0.1", 1, str(tmp_path), "", [NodePlan("localhost", [], "", "")])
+    plan = LaunchPlan("ddp", "ddp", "local", 4, "127.0.0.1", 1, "localhost", str(tmp_path), "",
+                      [NodePlan("localhost", [], "", "")])
     watch = Watch(plan)
     watch.on_exit([], "local", 1, AGENT_OUTPUT.splitlines(keepends=True))
     failure = watch.first(tmp_path)
@@ -70,7 +71,7 @@ def test_terminate_tree_kills_descendants_and_orphans_but_not_strangers(tmp_path
                       "p = subprocess.Popen([sys.executable, '-c', 'import signal, time; "
                       "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)'])\n"
                       f"open({str(tmp_path / 'pid')!r}, 'w').write(str(p.pid))\n")
-    probe = (f"import subprocess, sys, time, os\nfrom launcher import processes\nprocesses.become_subreaper()\n"
+    probe = (f"import subprocess, sys, time, os\nfrom launcher.node import processes\nprocesses.become_subreaper()\n"
              f"subprocess.run([sys.executable, {str(script)!r}])\n"
              f"grandchild = int(open({str(tmp_path / 'pid')!r}).read())\n"
              "assert grandchild in processes.descendants(os.getpid())\n"
@@ -100,11 +101,11 @@ def test_descendants_of_a_process_without_children_is_empty():
 
 DRIVER = """
 import os, sys
-from launcher.execute import exit_code_for, run
-from launcher.plan import LaunchPlan, NodePlan
+from launcher.run.execute import exit_code_for, run
+from launcher.plan.model import Command, LaunchPlan, NodePlan
 argv = [sys.executable, "-c", sys.argv[2]]
-plan = LaunchPlan("ddp", "ddp", "local", 1, "127.0.0.1", 1, sys.argv[1], "", [NodePlan("localhost", argv, ".", "")],
-                  commands=[argv])
+plan = LaunchPlan("ddp", "ddp", "local", 1, "127.0.0.1", 1, "localhost", sys.argv[1], "",
+                  [NodePlan("localhost", argv, ".", "")], commands=[Command("local", argv, ".")])
 sys.exit(exit_code_for(run(plan, console=open(os.devnull, "w"))))
 """
 IGNORE_TERM = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN)"

@@ -6,9 +6,9 @@ import types
 
 import pytest
 
-from launcher.catalog import load_strategy, names
 from launcher.render import Cluster, render
-from launcher.render.check import _leaves, parse
+from launcher.render.deepspeed_check import _leaves, parse
+from launcher.spec.catalog import load_strategy, names
 
 pytestmark = pytest.mark.slow
 HF_ABLE = [n for n in names() if (s := load_strategy(n)).engine == "deepspeed" and not s.pipeline]

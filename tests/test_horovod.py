@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from launcher.launch import horovod_built
+from launcher.spec.engines import horovod
 
 from .launching import launchdeck, processes_of, result
 
@@ -19,7 +19,7 @@ HOROVODRUN = os.path.join(os.path.dirname(sys.executable), "horovodrun")
 
 
 def test_horovod_is_a_real_build_with_pytorch_and_gloo():
-    assert horovod_built()
+    assert horovod.SPEC.missing_here() is None
     check = subprocess.run([HOROVODRUN, "--check-build"], capture_output=True, text=True, timeout=120)
     assert check.returncode == 0, check.stderr
     assert "[X] PyTorch" in check.stdout and "[X] Gloo" in check.stdout, check.stdout

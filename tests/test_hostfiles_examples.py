@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from launcher import cluster_env, hosts
+from launcher.cluster import hosts, schedulers
 
 from .conftest import REPO
 
@@ -24,7 +24,7 @@ def test_example_parses(path):
 def test_slurm_example_is_what_from_slurm_writes(monkeypatch):
     monkeypatch.setenv("SLURM_JOB_NODELIST", "gpu[01-04]")
     monkeypatch.setenv("SLURM_TASKS_PER_NODE", "8(x4)")
-    written = hosts.format_hosts(cluster_env.from_slurm(None, None), "deepspeed")
+    written = hosts.format_hosts(schedulers.from_slurm(None, None), "deepspeed")
     assert hosts.parse(written) == hosts.read(REPO / "hostfiles" / "slurm-4-nodes")
 
 

@@ -8,8 +8,8 @@ import re
 
 import pytest
 
-from launcher import cluster_env, hosts
-from launcher.hosts import Host, HostfileError
+from launcher.cluster import hosts, schedulers
+from launcher.cluster.hosts import Host, HostfileError
 
 SAMPLE = """
 # two nodes
@@ -110,16 +110,16 @@ def test_bad_filters(include, exclude, message):
 def test_slurm_node_lists_expand_with_python_hostlist(monkeypatch):
     monkeypatch.setenv("SLURM_JOB_NODELIST", "gpu[01-03,07],login-a")
     monkeypatch.setenv("SLURM_TASKS_PER_NODE", "8(x3),4,1")
-    found = cluster_env.from_slurm(None, None)
+    found = schedulers.from_slurm(None, None)
     assert [(h.name, h.slots) for h in found] == [("gpu01", 8), ("gpu02", 8), ("gpu03", 8), ("gpu07", 4),
                                                    ("login-a", 1)]
-    assert [h.slots for h in cluster_env.from_slurm("n[1-2]", 2)] == [2, 2]
+    assert [h.slots for h in schedulers.from_slurm("n[1-2]", 2)] == [2, 2]
 
 
 @pytest.mark.parametrize("text, nodes, expected", [("8(x4)", 4, [8] * 4), ("2,1", 2, [2, 1]),
                                                    ("2(x3),1", 4, [2, 2, 2, 1])])
 def test_tasks_per_node_forms(text, nodes, expected):
-    assert cluster_env.tasks_per_node(text, nodes) == expected
+    assert schedulers.tasks_per_node(text, nodes) == expected
 
 
 @pytest.mark.parametrize("nodelist, tasks, message", [
@@ -129,21 +129,21 @@ def test_tasks_per_node_forms(text, nodes, expected):
 def test_bad_slurm_input(monkeypatch, nodelist, tasks, message):
     monkeypatch.setenv("SLURM_TASKS_PER_NODE", tasks)
     with pytest.raises(HostfileError, match=re.escape(message)):
-        cluster_env.from_slurm(nodelist, None)
+        schedulers.from_slurm(nodelist, None)
 
 
 def test_pbs_and_lsf(tmp_path, monkeypatch):
     nodefile = tmp_path / "nodes"
     nodefile.write_text("n1\nn1\nn2\nn1\nn2\n")
-    assert cluster_env.from_pbs(str(nodefile)) == [Host("n1", 3), Host("n2", 2)]
+    assert schedulers.from_pbs(str(nodefile)) == [Host("n1", 3), Host("n2", 2)]
     monkeypatch.setenv("LSB_MCPU_HOSTS", "a 4 b 2")
-    assert cluster_env.from_lsf() == [Host("a", 4), Host("b", 2)]
+    assert schedulers.from_lsf() == [Host("a", 4), Host("b", 2)]
     monkeypatch.delenv("LSB_MCPU_HOSTS")
     monkeypatch.setenv("LSB_HOSTS", "a a b")
-    assert cluster_env.from_lsf() == [Host("a", 2), Host("b", 1)]
+    assert schedulers.from_lsf() == [Host("a", 2), Host("b", 1)]
     monkeypatch.setenv("LSB_MCPU_HOSTS", "a 4 b")
     with pytest.raises(HostfileError, match="bad \\$LSB_MCPU_HOSTS"):
-        cluster_env.from_lsf()
+        schedulers.from_lsf()
 
 
 def test_hostfile_cli_round_trip(cli, tmp_path):

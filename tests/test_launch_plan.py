@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 import subprocess
@@ -9,9 +10,15 @@ import sys
 
 import pytest
 
-from launcher import launch, probe
+from launcher import entrypoints
 from launcher.errors import LaunchdeckError
-from launcher.launch import LaunchRequest, prepare
+from launcher.node import probe
+from launcher.plan import prepare as launch
+from launcher.plan.prepare import prepare
+from launcher.plan.request import LaunchRequest
+from launcher.run import preflight
+from launcher.spec import engines
+from launcher.spec.engines import horovod
 
 
 @pytest.fixture(autouse=True)
@@ -25,8 +32,8 @@ def test_cpu_plan_runs_the_payload_through_torchrun(tmp_path):
     assert plan.world_size == 2 and node.ranks == [0, 1]
     assert node.argv[:3] == [sys.executable, "-m", "torch.distributed.run"]
     assert "--nproc-per-node=2" in node.argv and f"--master-port={plan.master_port}" in node.argv
-    payload = node.argv[node.argv.index("launcher.train") - 1:]
-    assert payload[:2] == ["-m", "launcher.train"]
+    payload = node.argv[node.argv.index(entrypoints.PAYLOAD) - 1:]
+    assert payload[:2] == ["-m", entrypoints.PAYLOAD]
     assert payload[payload.index("--steps") + 1] == "7" and "--cpu" in payload
     assert node.env["OMP_NUM_THREADS"] == "1" and node.env["DS_ACCELERATOR"] == "cpu"
     assert node.env["LAUNCHDECK_CONFIG"] == plan.config_path == str(tmp_path / "r" / "config.json")
@@ -107,15 +114,17 @@ def test_resume_last_picks_the_newest_run_with_a_checkpoint(tmp_path):
 
 def test_horovod_runs_locally_through_horovodrun(tmp_path, monkeypatch):
     plan = prepare(LaunchRequest("horovod", run_dir=str(tmp_path))).plan
-    (argv,) = plan.commands
+    (command,) = plan.commands
+    argv = command.argv
     hv = argv[next(i for i, a in enumerate(argv) if a.endswith("horovodrun")):]
     assert hv[1:4] == ["-np", "2", "--gloo"] and hv[hv.index("-H") + 1] == "localhost:2"
     assert "OMP_NUM_THREADS=1" in argv and plan.master_addr == "127.0.0.1"
-    monkeypatch.setattr(launch, "horovod_built", lambda: False)
+    not_built = dataclasses.replace(horovod.SPEC, missing_here=lambda: "Horovod … `make horovod` builds it")
+    monkeypatch.setitem(engines.REGISTRY, "horovod", not_built)
     with pytest.raises(LaunchdeckError, match="make horovod"):
-        launch.check_runnable(plan)
-    monkeypatch.setattr(launch, "horovod_built", lambda: True)
-    launch.check_runnable(plan)  # local hosts only: runnable
+        preflight.check_runnable(plan)
+    monkeypatch.setitem(engines.REGISTRY, "horovod", dataclasses.replace(horovod.SPEC, missing_here=lambda: None))
+    preflight.check_runnable(plan)  # local hosts only: runnable
 
 
 def test_dry_run_starts_nothing_and_imports_no_torch(tmp_path):

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from launcher import entrypoints
+
 from .launching import job_pids, launchdeck, payload_pid, result, start, wait_for
 from .test_transports import HOSTILE_VALUES
 
@@ -95,7 +97,7 @@ def test_a_frozen_node_is_lost_ends_the_job_and_its_processes_are_reaped(cluster
     proc, run_dir = _run_until_training(cluster, tmp_path, "ssh", "--heartbeat-timeout", "3")
     host1, host2 = cluster.hosts
     cmdline = lambda pid: Path(f"/proc/{pid}/cmdline").read_bytes()  # noqa: E731
-    (agent,) = [pid for pid in job_pids(cluster, host2, run_dir) if b"launcher.agent" in cmdline(pid)]
+    (agent,) = [pid for pid in job_pids(cluster, host2, run_dir) if entrypoints.AGENT.encode() in cmdline(pid)]
     os.kill(agent, signal.SIGSTOP)  # the node's watchdog itself stops answering (as a frozen host would)
     assert wait_for(lambda: not job_pids(cluster, host1, run_dir), TEARDOWN_LIMIT_S), "host 1 still runs the job"
     assert proc.wait(timeout=30) != 0
@@ -146,7 +148,7 @@ def test_hostile_env_values_reach_remote_ranks_verbatim(cluster, tmp_path, trans
     pwned = tmp_path / "PWNED"
     values = [v.format(p=pwned) for v in HOSTILE_VALUES if not (transport == "pdsh" and "%" in v)]
     (tmp_path / "dump.py").write_text(
-        "import json, os\nfrom launcher import rankenv\n"
+        "import json, os\nfrom launcher.node import rankenv\n"
         "rank = rankenv.lookup(os.environ, 'RANK')\n"
         "seen = {k: v for k, v in os.environ.items() if k.startswith('HOSTILE_')}\n"
         "open(os.path.join(os.environ['LAUNCHDECK_RUN_DIR'], f'env-{rank}.json'), 'w').write(json.dumps(seen))\n")

@@ -7,15 +7,15 @@ import math
 import numpy as np
 import pytest
 
-from launcher.train import checkpoint
-from launcher.train.schedule import lr_factor
+from launcher.payload.train import checkpoint
+from launcher.payload.train.schedule import lr_factor
 
 
 def test_pipeline_layers_compute_the_same_causal_lm():
     import torch
 
-    from launcher.train.model import build_model
-    from launcher.train.pipeline_model import layers_of, lm_loss
+    from launcher.payload.train.model import build_model
+    from launcher.payload.train.pipeline_model import layers_of, lm_loss
 
     model = build_model("tiny", seq_len=32, seed=3).eval()
     inputs = torch.randint(0, 256, (2, 32), generator=torch.Generator().manual_seed(0))
@@ -43,7 +43,7 @@ def test_schedule_warms_up_then_decays(kind, at_end):
 def test_batches_are_a_function_of_step_micro_and_rank():
     import torch
 
-    from launcher.train.data import Batches
+    from launcher.payload.train.data import Batches
 
     corpus = np.frombuffer(bytes(range(256)) * 64, dtype=np.uint8)
     a, b = Batches(corpus, 16, 4, seed=1, dp_rank=0), Batches(corpus, 16, 4, seed=1, dp_rank=0)
@@ -54,7 +54,7 @@ def test_batches_are_a_function_of_step_micro_and_rank():
 
 
 def test_corpus_from_file_folder_and_jsonl(tmp_path):
-    from launcher.train.data import load_corpus
+    from launcher.payload.train.data import load_corpus
 
     (tmp_path / "a.txt").write_text("hello " * 1000)
     (tmp_path / "sub").mkdir()
@@ -80,7 +80,7 @@ def test_checkpoint_publish_is_atomic_and_latest_moves(tmp_path):
     checkpoint.partial_dir(root, 12).mkdir()
     assert checkpoint.latest(root) == root / "step-000008"
     assert checkpoint.latest(tmp_path) is None  # "ckpt" is neither the root nor root/checkpoints
-    assert checkpoint.step_of(checkpoint.latest(root)) == 8
+    assert (root / "latest").read_text() == "step-000008\n"
     checkpoint.sweep_partials(root)
     assert sorted(p.name for p in root.iterdir()) == ["latest", "step-000004", "step-000008"]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from launcher.catalog import load_strategy, names
-from launcher.refconfigs import REFERENCE, reference_files, write
+from launcher.render.reference import REFERENCE, reference_files, write
+from launcher.spec.catalog import load_strategy, names
 
 from .conftest import REPO
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from launcher.catalog import load_strategy
 from launcher.errors import RenderError
 from launcher.render import Cluster, render
+from launcher.spec.catalog import load_strategy
 
 
 def at(config: dict, dotted: str):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from launcher import schema
-from launcher.strategy import Offload, Optimizer, Training, Zero
+from launcher.spec import schema
+from launcher.spec.strategy import Offload, Optimizer, Training, Zero
 
 
 def test_numbers_written_the_yaml_1_1_way_are_numbers():
@@ -54,7 +54,7 @@ def test_dump_round_trips():
 def test_every_knob_has_a_description():
     import dataclasses
 
-    from launcher import strategy as model
+    from launcher.spec import strategy as model
 
     classes = [c for c in vars(model).values() if dataclasses.is_dataclass(c)]
     assert len(classes) >= 9

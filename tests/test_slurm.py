@@ -29,7 +29,7 @@ def test_launch_inside_salloc_trains_on_both_nodes(slurm, tmp_path):
     assert r["world_size"] == 4 and r["loss_last"] < r["loss_first"] - 0.3 and r["params_identical"] is True
     plan = json.loads((run_dir / "plan.json").read_text())
     assert [node["host"] for node in plan["nodes"]] == slurm.node_names  # sizes and hosts from the allocation
-    assert plan["commands"][0][:2] == ["srun", "--kill-on-bad-exit=1"]
+    assert plan["commands"][0]["argv"][:2] == ["srun", "--kill-on-bad-exit=1"]
     assert {f"rank{i}.log" for i in range(4)} <= {p.name for p in (run_dir / "logs").iterdir()}
 
 

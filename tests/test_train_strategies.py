@@ -9,7 +9,8 @@ import statistics
 import pytest
 import yaml
 
-from launcher.catalog import load_strategy, names
+from launcher import entrypoints
+from launcher.spec.catalog import load_strategy, names
 
 from .launching import launchdeck, result
 
@@ -50,7 +51,7 @@ def test_run_record_holds_what_ran(tmp_path):
     config = json.loads((run_dir / "config.json").read_text())
     assert config["training"]["micro_batch"] == 2 and config["training"]["steps"] == 3
     plan = json.loads((run_dir / "plan.json").read_text())
-    assert "launcher.train" in plan["nodes"][0]["argv"] and plan["world_size"] == 2
+    assert entrypoints.PAYLOAD in plan["nodes"][0]["argv"] and plan["world_size"] == 2
     env = json.loads((run_dir / "env.json").read_text())
     assert env["LAUNCHDECK_TEST_TOKEN"] == "<redacted>" and "hunter2" not in (run_dir / "env.json").read_text()
     assert env["NCCL_DEBUG"] == "WARN" and env["OMP_NUM_THREADS"] == "1"

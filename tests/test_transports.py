@@ -10,10 +10,12 @@ import sys
 
 import pytest
 
-from launcher import launch
+from launcher import entrypoints
 from launcher.errors import LaunchdeckError
-from launcher.launch import LaunchRequest, prepare
-from launcher.transports import LAUNCHERS
+from launcher.plan.prepare import prepare
+from launcher.plan.request import LaunchRequest
+from launcher.plan.transports import LAUNCHERS, PLANNERS
+from launcher.run import preflight
 
 HOSTILE_VALUES = ["$(touch {p})", "`touch {p}`", "a'b;touch {p}", 'a"b$(touch {p})"', "x\ntouch {p}",
                   "; touch {p}", "| touch {p}", "&& touch {p}", "%n %h", "${{IFS}}touch${{IFS}}{p}"]
@@ -41,17 +43,19 @@ def test_torchrun_per_node_transports(tmp_path, hostfile, transport):
         assert node.argv[torchrun:torchrun + 3] == [sys.executable, "-m", "torch.distributed.run"]
         agent = node.argv[:torchrun]  # the node's watchdog (none where launchdeck starts nothing)
         assert agent == ([] if transport == "torchrun" else
-                         [sys.executable, "-m", "launcher.agent", f"--node={rank}", f"--host={node.host}",
-                          *(["--stdin-stop"] if transport == "ssh" else []), "--hang-timeout=5", "--lost-after=10",
+                         [sys.executable, "-m", entrypoints.AGENT, f"--node={rank}", f"--host={node.host}",
+                          *(["--stdin-stop"] if transport == "ssh" else []), "--hang-timeout=5",
+                          "--heartbeat-timeout=10",
                           "--"])
         assert f"--node-rank={rank}" in node.argv and "--nnodes=2" in node.argv
         assert "--nproc-per-node=4" in node.argv and "--master-addr=node-a" in node.argv
         assert node.ranks == list(range(4 * rank, 4 * rank + 4)) and node.interpreter == sys.executable
     if transport == "ssh":
-        assert [c[c.index("-p") + 1] for c in plan.commands] == ["2222", "2222"]
-        assert [c[-2] for c in plan.commands] == ["node-a", "node-b"]
+        assert [c.argv[c.argv.index("-p") + 1] for c in plan.commands] == ["2222", "2222"]
+        assert [c.argv[-2] for c in plan.commands] == ["node-a", "node-b"]
+        assert [(c.stop, c.agents) for c in plan.commands] == [("stdin", ["node0"]), ("stdin", ["node1"])]
     elif transport == "pdsh":
-        (command,) = plan.commands
+        (command,) = (c.argv for c in plan.commands)
         assert command[command.index("-w") + 1] == "node-a,node-b" and "--node-rank=%n" in command[-1]
         assert "--node=%n --host=%h" in command[-1]  # pdsh fills in each host's index and name
     else:
@@ -60,7 +64,7 @@ def test_torchrun_per_node_transports(tmp_path, hostfile, transport):
 
 def test_openmpi_plan(tmp_path, hostfile):
     plan = plan_for(tmp_path, hostfile, "openmpi", network_interface="ib0", env=("FOO=bar",))
-    (argv,) = plan.commands
+    (argv,) = (c.argv for c in plan.commands)
     assert argv[:3] == ["mpirun", "-np", "8"]
     assert argv[argv.index("--hostfile") + 1] in plan.files
     assert plan.files[argv[argv.index("--hostfile") + 1]] == "node-a slots=4\nnode-b slots=4\n"
@@ -71,7 +75,7 @@ def test_openmpi_plan(tmp_path, hostfile):
 def test_horovodrun_plan_uses_rendered_flags(tmp_path, hostfile):
     request = LaunchRequest("horovod", hostfile=hostfile, launcher="horovodrun", run_dir=str(tmp_path / "r"),
                             network_interface="eth1", ssh_port=22)
-    (argv,) = prepare(request).plan.commands
+    (argv,) = (c.argv for c in prepare(request).plan.commands)
     hv = argv[next(i for i, a in enumerate(argv) if a.endswith("horovodrun")):]
     assert hv[1:4] == ["-np", "8", "--gloo"] and "--fusion-threshold-mb" in hv
     assert hv[hv.index("-H") + 1] == "node-a:4,node-b:4" and hv[hv.index("--network-interfaces") + 1] == "eth1"
@@ -83,7 +87,7 @@ def test_slurm_plan_from_the_allocation(tmp_path, monkeypatch):
     monkeypatch.setenv("SLURM_NTASKS", "8")  # the allocation's; the step must not inherit it
     monkeypatch.setenv("SLURM_JOB_CPUS_PER_NODE", "64,48")  # uneven nodes: each task gets what the smallest has
     plan = prepare(LaunchRequest("zero3", launcher="slurm", run_dir=str(tmp_path / "r"))).plan
-    (argv,) = plan.commands
+    (argv,) = (c.argv for c in plan.commands)
     assert argv[:6] == ["srun", "--kill-on-bad-exit=1", "--nodes=2", "--ntasks=2", "--ntasks-per-node=1",
                         "--cpus-per-task=48"]
     assert '--node="$SLURM_NODEID"' in argv[-1] and '--node-rank="$SLURM_NODEID"' in argv[-1]  # node's shell expands
@@ -119,20 +123,20 @@ def test_bad_cluster_requests(tmp_path, hostfile, request_kw, message):
 
 
 def test_every_launcher_choice_has_a_planner():
-    assert set(LAUNCHERS) == {"local", *launch.TRANSPORTS}
+    assert set(LAUNCHERS) == set(PLANNERS) >= {"local", "ssh", "pdsh", "openmpi", "slurm", "horovodrun", "torchrun"}
 
 
 def test_a_launcher_missing_here_is_one_clear_error(tmp_path, hostfile, monkeypatch):
     plan = plan_for(tmp_path, hostfile, "pdsh")
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(LaunchdeckError, match="--launcher pdsh needs 'pdsh', which is not installed here"):
-        launch.check_runnable(plan)
+        preflight.check_runnable(plan)
 
 
 def test_per_node_torchrun_lines_are_printed_not_run(tmp_path, hostfile):
-    launch.check_runnable(plan_for(tmp_path, hostfile, "ssh"))
+    preflight.check_runnable(plan_for(tmp_path, hostfile, "ssh"))
     with pytest.raises(LaunchdeckError, match="only prints the line each node runs; add --dry-run"):
-        launch.check_runnable(plan_for(tmp_path, hostfile, "torchrun"))
+        preflight.check_runnable(plan_for(tmp_path, hostfile, "torchrun"))
 
 
 @pytest.mark.parametrize("transport", ["ssh", "pdsh", "slurm"])
@@ -146,7 +150,7 @@ def test_hostile_env_values_reach_the_rank_verbatim_through_a_real_shell(tmp_pat
     env = tuple(f"HOSTILE_{i}={v}" for i, v in enumerate(values))
     kw = {"hostfile": None} if transport == "slurm" else {"hostfile": hostfile}
     plan = prepare(LaunchRequest("zero3", launcher=transport, run_dir=str(tmp_path / "r"), env=env, **kw)).plan
-    line = plan.commands[0][-1]
+    line = plan.commands[0].argv[-1]
     line = line.replace("%n", "0") if transport == "pdsh" else line  # what pdsh itself substitutes
     probe = f"{sys.executable} -c 'import json,os,sys; print(json.dumps(dict(os.environ)))'"
     line = line.replace(shlex.quote(sys.executable) + " -m torch.distributed.run", probe, 1)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from launcher import events
-from launcher.plan import LaunchPlan, NodePlan
-from launcher.watch import Watch
+from launcher.node import events
+from launcher.plan.model import LaunchPlan, NodePlan
+from launcher.plan.transports import common
+from launcher.run.watch import Watch
 
 
-def plan(agents: str = "nodes", heartbeat_timeout_s: float = 10.0) -> LaunchPlan:
+def plan(agents: str = "nodes", heartbeat_timeout: float = 10.0) -> LaunchPlan:
     nodes = [NodePlan("node-a", [], "/", "/py", ranks=[0, 1]), NodePlan("node-b", [], "/", "/py", ranks=[2, 3])]
-    return LaunchPlan("ddp", "ddp", "ssh", 4, "node-a", 20000, "/run", "/run/config.json", nodes, agents=agents,
-                      heartbeat_timeout_s=heartbeat_timeout_s)
+    by = common.node_agents(nodes) if agents == "nodes" else common.rank_agents(nodes)
+    return LaunchPlan("ddp", "ddp", "ssh", 4, "node-a", 20000, "node-a", "/run", "/run/config.json", nodes,
+                      agents=by, heartbeat_timeout=heartbeat_timeout)
 
 
 def test_the_first_failure_is_the_earliest_on_the_hosts_clocks_not_the_first_reported(tmp_path):
@@ -36,7 +38,7 @@ def test_a_hung_rank_is_a_failure_with_its_reason(tmp_path):
 
 
 def test_an_agent_that_stops_answering_is_a_lost_node(tmp_path):
-    watch = Watch(plan(heartbeat_timeout_s=3.0))
+    watch = Watch(plan(heartbeat_timeout=3.0))
     for agent in ("node0", "node1"):
         watch.on_event({"kind": "start", "id": agent, "pid": 1, "host": "x"}, now=watch.begun)
     watch.on_event({"kind": "beat", "id": "node0"}, now=watch.begun + 2.0)

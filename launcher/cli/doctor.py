@@ -5,10 +5,15 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 import click
 
+from ..plan.request import LaunchRequest
 from .options import cluster_options
+
+if TYPE_CHECKING:
+    from ..run.preflight import HostCheck
 
 
 @click.command()
@@ -28,28 +33,37 @@ def doctor(cluster: dict, cpu: bool, no_allreduce: bool, as_json: bool) -> None:
       launchdeck doctor --hostfile hosts
       launchdeck doctor --hostfile hosts --cpu --launcher openmpi --network-interface eth1
     """
-    from .. import doctor as checks
-    from ..launch import LaunchRequest, prepare
-    from ..record import new_run_dir
+    from ..run import api
 
     if not cluster["hostfile"]:
         raise click.UsageError("--hostfile is required")
-    request = LaunchRequest("ddp", cpu=cpu, script=("-m", "launcher.allreduce"),
-                            run_dir=str(new_run_dir("runs", "doctor")), **cluster)
-    prepared = prepare(request)
-    if not prepared.plan.remote_shell:
-        raise click.BadParameter("doctor checks hosts over ssh: use ssh, pdsh, openmpi or horovodrun",
-                                 param_hint="--launcher")
-    found = checks.check_hosts(prepared.plan, cpu=cpu)
-    ready = all(c.ok for c in found)
-    reduced = checks.allreduce(prepared.plan, prepared.rendered) if ready and not no_allreduce else None
-    ok, line = checks.verdict(found, reduced)
+    report = api.doctor(LaunchRequest("ddp", cpu=cpu, **cluster), allreduce=not no_allreduce)
     if as_json:
-        click.echo(json.dumps({"ok": ok, "verdict": line, "hosts": [asdict(c) | {"ok": c.ok} for c in found],
-                               "allreduce": asdict(reduced) if reduced else None}, indent=2))
+        click.echo(json.dumps({"ok": report.ok, "verdict": report.verdict,
+                               "hosts": [asdict(c) | {"ok": c.ok} for c in report.hosts],
+                               "allreduce": asdict(report.allreduce) if report.allreduce else None}, indent=2))
     else:
-        click.echo(checks.table(found), nl=False)
-        if reduced is not None:
-            click.echo(f"all-reduce: {'ok' if reduced.ok else 'FAILED'}: {reduced.detail}")
-        click.echo(line)
-    sys.exit(0 if ok else 1)
+        click.echo(table(report.hosts), nl=False)
+        if report.allreduce is not None:
+            click.echo(f"all-reduce: {'ok' if report.allreduce.ok else 'FAILED'}: {report.allreduce.detail}")
+        click.echo(report.verdict)
+    sys.exit(0 if report.ok else 1)
+
+
+COLUMNS = ("host", "ssh", "python", "torch", "deepspeed", "horovod", "gpus", "slots", "verdict")
+
+
+def table(checks: list[HostCheck]) -> str:
+    """One row per host: what its probe found, and its verdict."""
+    rows = [COLUMNS] + [_row(c) for c in checks]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    return "".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() + "\n"
+                   for row in rows)
+
+
+def _row(check: HostCheck) -> tuple[str, ...]:
+    f = check.facts
+    ssh = f"{check.seconds:.2f}s" if f else "-"
+    cells = [f.get(name) or ("missing" if f else "-") for name in ("python", "torch", "deepspeed", "horovod")]
+    verdict = "ok" if check.ok else "; ".join(check.problems)
+    return (check.host, ssh, *cells, str(f["gpus"]) if f else "-", str(check.slots), verdict)

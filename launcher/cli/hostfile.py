@@ -6,7 +6,7 @@ import json
 
 import click
 
-from .. import cluster_env, hosts
+from ..cluster import hosts, schedulers
 from ..files import write_atomic
 
 FORMAT = click.option("--format", "fmt", type=click.Choice(hosts.FORMATS), default="deepspeed", show_default=True,
@@ -51,7 +51,7 @@ def create(specs: tuple[str, ...], slots: int, fmt: str, output: str | None) -> 
 @OUTPUT
 def from_slurm(nodelist: str | None, slots: int | None, fmt: str, output: str | None) -> None:
     """From a SLURM node list (default $SLURM_JOB_NODELIST), e.g. from-slurm 'gpu[01-04]' --slots 8."""
-    _emit(cluster_env.from_slurm(nodelist, slots), fmt, output)
+    _emit(schedulers.from_slurm(nodelist, slots), fmt, output)
 
 
 @hostfile.command("from-pbs")
@@ -60,7 +60,7 @@ def from_slurm(nodelist: str | None, slots: int | None, fmt: str, output: str | 
 @OUTPUT
 def from_pbs(nodefile: str | None, fmt: str, output: str | None) -> None:
     """From a PBS node file (default $PBS_NODEFILE), e.g. from-pbs --format mpi."""
-    _emit(cluster_env.from_pbs(nodefile), fmt, output)
+    _emit(schedulers.from_pbs(nodefile), fmt, output)
 
 
 @hostfile.command("from-lsf")
@@ -68,7 +68,7 @@ def from_pbs(nodefile: str | None, fmt: str, output: str | None) -> None:
 @OUTPUT
 def from_lsf(fmt: str, output: str | None) -> None:
     """From $LSB_MCPU_HOSTS or $LSB_HOSTS, e.g. from-lsf -o hostfile."""
-    _emit(cluster_env.from_lsf(), fmt, output)
+    _emit(schedulers.from_lsf(), fmt, output)
 
 
 @hostfile.command()

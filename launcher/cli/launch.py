@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import click
 
-from ..launch import LaunchRequest
-from ..train.model import PRESETS  # torch is imported inside its functions only
+from .. import render
+from ..payload.train.model import PRESETS  # torch is imported inside its functions only
+from ..plan.request import LaunchRequest
 from .options import cluster_options, overrides_from, strategy_overrides
 
 
@@ -60,36 +60,23 @@ def launch(name: str, script: tuple[str, ...], cpu: bool, nproc: int | None, ste
       launchdeck launch zero2 -- train.py --epochs 1
       launchdeck launch zero3 --hostfile hosts --launcher pdsh --dry-run
     """
-    from .. import execute, record
-    from .. import launch as planner
+    from ..plan.prepare import prepare
+    from ..run import api, execute
 
     request = LaunchRequest(strategy=name, overrides=tuple(overrides_from(sets, micro_batch, grad_accum, precision)),
                             nproc=nproc, cpu=cpu, steps=steps, model=model, data=data, seq_len=seq_len,
                             run_dir=run_dir, save_every=save_every, resume=resume, crash_at=crash_at, script=script,
                             hang_timeout=hang_timeout, heartbeat_timeout=heartbeat_timeout, **cluster)
-    prepared = planner.prepare(request)
+    prepared = prepare(request)
     for notice in prepared.notices:
         click.echo(notice, err=True)
-    plan = prepared.plan
-    from ..render.check import check as deepspeed_check
-
     if dry_run:
         if check:
-            deepspeed_check(prepared.rendered)  # DeepSpeed's own parser, at this plan's world size
-        click.echo(plan.to_json() if as_json else plan.describe(), nl=False)
+            render.check(prepared.rendered)  # the engine's own parser, at this plan's world size
+        click.echo(prepared.plan.to_json() if as_json else prepared.plan.describe(), nl=False)
         return
-    planner.check_runnable(plan)  # the cheap checks first: what is missing here, then each host (ssh)
-    if not no_preflight and planner.needs_preflight(plan):
-        from ..doctor import preflight
-
-        preflight(plan, cpu=request.cpu)
-    deepspeed_check(prepared.rendered)
-    run_dir_path = Path(plan.run_dir)
-    record.create(run_dir_path)
-    record.write_inputs(run_dir_path, prepared.rendered, plan)
-    outcome = execute.run(plan)
-    record.write_outcome(run_dir_path, outcome)
+    outcome = api.run(prepared, check_hosts=not no_preflight)
     if outcome.returncode:
         click.echo(execute.report(outcome), err=True, nl=False)
         sys.exit(execute.exit_code_for(outcome))
-    click.echo(f"launchdeck: run record: {plan.run_dir}", err=True)
+    click.echo(f"launchdeck: run record: {prepared.plan.run_dir}", err=True)

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from ..transports import LAUNCHERS
+from ..plan.transports import LAUNCHERS
 
 
 def strategy_overrides(func: Callable[..., Any]) -> Callable[..., Any]:

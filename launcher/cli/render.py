@@ -6,10 +6,10 @@ import json
 
 import click
 
-from ..catalog import load_strategy
 from ..files import write_atomic
 from ..render import Cluster
 from ..render import render as render_config
+from ..spec.catalog import load_strategy
 from .options import overrides_from, strategy_overrides
 
 
@@ -40,7 +40,7 @@ def render(name: str, world_size: int, gpus_per_node: int | None, sets: tuple[st
     strategy = load_strategy(name, overrides_from(sets, micro_batch, grad_accum, precision))
     rendered = render_config(strategy, Cluster(world_size, gpus_per_node), hf=hf)
     if check:
-        from ..render.check import check as check_config
+        from ..render import check as check_config
 
         check_config(rendered)
     text = json.dumps(rendered.config, indent=2) + "\n"

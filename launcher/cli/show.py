@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 import yaml
 
-from .. import schema
-from ..catalog import load_strategy
+from ..spec import schema
+from ..spec.catalog import load_strategy
 from .options import overrides_from, strategy_overrides
 
 

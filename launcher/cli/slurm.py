@@ -6,8 +6,8 @@ import re
 
 import click
 
-from ..catalog import load_strategy
-from ..transports.slurm import batch_script
+from ..plan.transports.slurm import batch_script
+from ..spec.catalog import load_strategy
 
 _TIME = re.compile(r"^(\d+-)?\d{1,2}(:\d{2}){0,2}$")
 _SLURM_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from ..catalog import load_strategy, names
+from ..spec.catalog import load_strategy, names
 
 
 @click.command()

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..errors import RenderError
-from ..strategy import Strategy
+from ..spec import engines
+from ..spec.strategy import Strategy
 
 
 @dataclass(frozen=True)
@@ -35,14 +36,18 @@ class RenderedConfig:
 
     strategy: Strategy
     cluster: Cluster
-    engine: str
     config: dict[str, Any]
     data_parallel_size: int
 
+    @property
+    def engine(self) -> str:
+        return self.strategy.engine
+
 
 def render(strategy: Strategy, cluster: Cluster, *, hf: bool = False) -> RenderedConfig:
-    """Render ``strategy`` for ``cluster`` with the engine's renderer."""
-    if hf and strategy.engine != "deepspeed":
+    """Render ``strategy`` for ``cluster`` with its engine's renderer (from the engine registry)."""
+    spec = engines.get(strategy.engine)
+    if hf and not spec.hf_flavour:
         raise RenderError(f"--hf renders DeepSpeed configs; '{strategy.name}' uses engine {strategy.engine}")
     if hf and strategy.pipeline:
         raise RenderError(f"--hf: the Hugging Face Trainer does not run DeepSpeed pipeline parallelism "
@@ -50,10 +55,13 @@ def render(strategy: Strategy, cluster: Cluster, *, hf: bool = False) -> Rendere
     if cluster.accelerator == "cpu" and strategy.training.precision == "fp16":
         raise RenderError("training.precision fp16 is not supported on CPU (DeepSpeed and torch autocast refuse "
                           "it); use bf16 or fp32")
-    if strategy.engine == "deepspeed":
-        from . import deepspeed as renderer
-    elif strategy.engine == "horovod":
-        from . import horovod as renderer
-    else:
-        from . import ddp as renderer
-    return renderer.render(strategy, cluster, hf=hf)
+    return spec.load("renderer")(strategy, cluster, hf=hf)
+
+
+def check(rendered: RenderedConfig) -> None:
+    """The engine's own config parser accepts ``rendered`` (engines without one: nothing to check).
+
+    Raises :class:`~launcher.errors.ConfigCheckError`. DeepSpeed's parser imports deepspeed (≈2 s)."""
+    spec = engines.get(rendered.engine)
+    if spec.checker:
+        spec.load("checker")(rendered)

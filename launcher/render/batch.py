@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import RenderError
-from ..strategy import Training
+from ..spec.strategy import Training
 
 
 @dataclass(frozen=True)
 class Batch:
+    """The solved batch: micro batch × accumulation × data-parallel ranks = global batch."""
+
     micro: int
     accum: int
     data_parallel: int

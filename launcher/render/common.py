@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..strategy import Strategy
+from ..spec.strategy import Strategy
 from .batch import Batch
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..strategy import DDP, Strategy
+from ..spec.strategy import DDP, Strategy
 from . import Cluster, RenderedConfig
 from .batch import solve
 from .common import training_block
@@ -13,8 +13,8 @@ from .common import training_block
 def render(strategy: Strategy, cluster: Cluster, *, hf: bool = False) -> RenderedConfig:
     batch = solve(strategy.training, cluster.world_size)
     config = {
-        "engine": "ddp",
+        "engine": strategy.engine,
         "ddp": dataclasses.asdict(strategy.ddp or DDP()),
         "training": training_block(strategy, batch, cluster.world_size),
     }
-    return RenderedConfig(strategy, cluster, "ddp", config, batch.data_parallel)
+    return RenderedConfig(strategy, cluster, config, batch.data_parallel)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..catalog import deep_merge
 from ..errors import RenderError
-from ..strategy import Offload, Strategy, Zero
+from ..spec.catalog import deep_merge
+from ..spec.strategy import Offload, Strategy, Zero
 from . import Cluster, RenderedConfig
 from .batch import Batch, data_parallel_size, solve
 from .common import warmup_steps
@@ -31,7 +31,7 @@ def render(strategy: Strategy, cluster: Cluster, *, hf: bool = False) -> Rendere
     check_keys(config)
     if hf:
         config = hf_flavour(config)
-    return RenderedConfig(strategy, cluster, "deepspeed", config, batch.data_parallel)
+    return RenderedConfig(strategy, cluster, config, batch.data_parallel)
 
 
 def deepspeed_config(strategy: Strategy, cluster: Cluster, batch: Batch) -> dict[str, Any]:

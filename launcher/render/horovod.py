@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..strategy import Horovod, Strategy
+from ..spec.strategy import Horovod, Strategy
 from . import Cluster, RenderedConfig
 from .batch import solve
 from .common import training_block
@@ -14,7 +14,7 @@ def render(strategy: Strategy, cluster: Cluster, *, hf: bool = False) -> Rendere
     h = strategy.horovod or Horovod()
     batch = solve(strategy.training, cluster.world_size)
     config = {
-        "engine": "horovod",
+        "engine": strategy.engine,
         "horovodrun": horovodrun_args(h, cluster),
         "env": horovod_env(h),
         "optimizer_wrapper": {
@@ -25,7 +25,7 @@ def render(strategy: Strategy, cluster: Cluster, *, hf: bool = False) -> Rendere
         },
         "training": training_block(strategy, batch, cluster.world_size),
     }
-    return RenderedConfig(strategy, cluster, "horovod", config, batch.data_parallel)
+    return RenderedConfig(strategy, cluster, config, batch.data_parallel)
 
 
 def horovodrun_args(h: Horovod, cluster: Cluster) -> list[str]:

@@ -1,0 +1,51 @@
+"""``python -m launcher.payload.train``: the payload every rank runs (normally started by ``launchdeck launch``)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from ... import entrypoints
+
+STARTED = time.perf_counter()
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    from ...spec import engines
+    from .model import PRESETS
+
+    p = argparse.ArgumentParser(prog=f"python -m {entrypoints.PAYLOAD}", description=__doc__)
+    p.add_argument("--engine", required=True, choices=engines.names())
+    p.add_argument("--config", required=True, help="the rendered config (DeepSpeed JSON or settings JSON)")
+    p.add_argument("--strategy", default="custom", help="name recorded in result.json")
+    p.add_argument("--steps", type=int, required=True)
+    p.add_argument("--log-interval", type=int, default=10)
+    p.add_argument("--model", default="tiny", choices=sorted(PRESETS))
+    p.add_argument("--seq-len", type=int, help="default: the preset's")
+    p.add_argument("--data", help="a text file, a folder of text, or JSONL with a 'text' field")
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--cpu", action="store_true", help="train on CPU with gloo even if GPUs are visible")
+    p.add_argument("--run-dir", help="rank 0 writes result.json here")
+    p.add_argument("--save-every", type=int, default=0, help="checkpoint every K steps (0: only at the end)")
+    p.add_argument("--ckpt-dir", help="where checkpoints go (default: RUN_DIR/checkpoints)")
+    p.add_argument("--resume-from", help="a checkpoint root (or run directory) to continue from")
+    p.add_argument("--crash-at", metavar="RANK:STEP", help="fault drill: RANK exits with code 17 before STEP")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    from .loop import train
+
+    return train(args, STARTED)
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Everything is written and the process group is destroyed: skip interpreter finalization, whose
+    # C++ static destructors are where torch's distributed runtime aborted (see comm.TorchComm.shutdown).
+    os._exit(code)

@@ -1,0 +1,75 @@
+"""One training engine per runtime: torch DDP, DeepSpeed, DeepSpeed pipeline, Horovod.
+
+Every engine offers the same small surface to the loop:
+``train_step(step) -> loss``, ``save(dir, step)``, ``load(dir) -> step``, ``digest()``, ``lr()``; every engine
+module (named by the engine registry) offers ``connect``, ``shape`` and ``create`` (:class:`EngineModule`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+from ....spec import engines as registry
+from ....spec.engines import EngineSpec
+from ..comm import Comm
+from ..runtime import Runtime
+
+
+class Engine(Protocol):
+    """What the loop drives: one training step, checkpoints, a parameter digest, the LR, release."""
+
+    data_parallel_rank: int
+    module: torch.nn.Module  # the model (this rank's stages, for pipelines) without engine wrappers
+    identical_replicas: bool  # False where ranks legitimately hold different parameters (pipeline stages)
+
+    def train_step(self, step: int) -> float: ...
+    def save(self, directory: str, step: int) -> None: ...
+    def load(self, directory: str) -> int: ...
+    def digest(self) -> str: ...
+    def lr(self) -> float: ...
+    def close(self) -> None: ...
+
+
+def params_digest(named_params) -> str:
+    """A short hash of parameter values (fp32 bytes, in name order): equal digests, equal weights."""
+    h = hashlib.sha256()
+    for name, param in sorted(named_params, key=lambda item: item[0]):
+        h.update(name.encode())
+        h.update(param.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class TrainShape:
+    """What the loop needs from an engine's rendered config: its micro batch, global batch, recompute."""
+
+    micro_batch: int
+    global_batch: int
+    activation_checkpointing: bool
+
+
+class EngineModule(Protocol):
+    """A payload engine module (named by the engine registry's ``payload``): how to join the job, read the
+    rendered config, and build the engine."""
+
+    def connect(self, rt: Runtime) -> Comm: ...
+    def shape(self, config: dict) -> TrainShape: ...
+    def create(self, config: dict, model: torch.nn.Module, context) -> Engine: ...
+
+
+def load(name: str) -> tuple[EngineSpec, EngineModule]:
+    """The registry entry of engine ``name`` and its payload module."""
+    spec = registry.get(name)
+    if spec.payload is None:
+        raise SystemExit(f"launchdeck: error: engine '{name}' has no payload; run your own script")
+    return spec, spec.load("payload")
+
+
+def training_shape(config: dict) -> TrainShape:
+    """The engine-neutral ``training`` block that the ddp and horovod renderers write."""
+    t = config["training"]
+    return TrainShape(t["micro_batch"], t["global_batch"], t["activation_checkpointing"])

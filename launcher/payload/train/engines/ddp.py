@@ -1,0 +1,99 @@
+"""torch DistributedDataParallel with autocast, gradient accumulation (no_sync), clipping, LR schedule."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from ..comm import Comm, TorchComm
+from ..pipeline_model import lm_loss
+from ..runtime import Runtime
+from ..schedule import lr_factor
+from . import params_digest, training_shape
+
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
+
+
+def connect(rt: Runtime) -> Comm:
+    return TorchComm(rt)
+
+
+class DDPEngine:
+    """The model under torch DDP with autocast, accumulation without sync, clipping and the LR schedule."""
+
+    identical_replicas = True
+
+    def __init__(self, config: dict, model: torch.nn.Module, context):
+        t, rt = config["training"], context.runtime
+        self.training, self.device = t, rt.device
+        self.data_parallel_rank = rt.rank
+        self.batches = context.batches(rt.rank)
+        if t["activation_checkpointing"]:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        ids = [rt.local_rank] if rt.device.type == "cuda" else None
+        self.model = DistributedDataParallel(model.to(rt.device), device_ids=ids, **config["ddp"])
+        self.optimizer = _optimizer(t["optimizer"], self.model.parameters(), rt.device.type == "cuda")
+        s = t["scheduler"]
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: lr_factor(
+            step, s["type"], s["warmup_steps"], s["total_steps"], s["min_lr_ratio"]))
+        self.dtype = _DTYPES[t["precision"]]
+        self.scaler = torch.amp.GradScaler(enabled=t["precision"] == "fp16")
+
+    @property
+    def module(self) -> torch.nn.Module:
+        return self.model.module
+
+    def train_step(self, step: int) -> float:
+        accum, total = self.training["grad_accum"], 0.0
+        for micro in range(accum):
+            inputs, labels = (t.to(self.device) for t in self.batches.get(step, micro))
+            sync = contextlib.nullcontext() if micro == accum - 1 else self.model.no_sync()
+            with sync, torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
+                loss = lm_loss(self.model(input_ids=inputs).logits, labels)
+                self.scaler.scale(loss / accum).backward()
+            total += loss.item()
+        self.scaler.unscale_(self.optimizer)
+        if self.training["grad_clip"] > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.training["grad_clip"])
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return total / accum
+
+    def save(self, directory: str, step: int) -> None:
+        if self.data_parallel_rank == 0:
+            state = {"model": self.model.module.state_dict(), "optimizer": self.optimizer.state_dict(),
+                     "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "step": step}
+            torch.save(state, os.path.join(directory, "state.pt"))
+
+    def load(self, directory: str) -> int:
+        state = torch.load(os.path.join(directory, "state.pt"), map_location=self.device, weights_only=True)
+        self.model.module.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        return int(state["step"])
+
+    def digest(self) -> str:
+        return params_digest(self.model.module.named_parameters())
+
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    def close(self) -> None:
+        """Drop the model (its reducer holds the process group), optimizer and schedule."""
+        self.model = self.optimizer = self.scheduler = None
+
+
+def _optimizer(o: dict, params, cuda: bool) -> torch.optim.Optimizer:
+    cls = torch.optim.AdamW if o["type"] == "adamw" else torch.optim.Adam
+    return cls(params, lr=o["lr"], betas=tuple(o["betas"]), eps=o["eps"], weight_decay=o["weight_decay"],
+               fused=cuda or None)
+
+
+shape = training_shape  # the engine-neutral training block
+create = DDPEngine

@@ -1,0 +1,88 @@
+"""DeepSpeed ZeRO 0-3 (with offload and ZeRO++ knobs) driven by the rendered JSON."""
+
+from __future__ import annotations
+
+import logging
+
+import deepspeed
+import torch
+from deepspeed.utils import logger
+
+from ..comm import Comm, TorchComm
+from ..pipeline_model import lm_loss
+from ..runtime import Runtime
+from . import TrainShape, params_digest
+
+TAG = "state"
+
+
+def connect(rt: Runtime) -> Comm:
+    logger.setLevel(logging.WARNING)  # our progress lines replace its per-step INFO chatter
+    return TorchComm(rt, init=lambda backend: deepspeed.init_distributed(dist_backend=backend))
+
+
+def shape(config: dict) -> TrainShape:
+    """DeepSpeed's own JSON: its batch keys, and recompute where the config asks for it."""
+    return TrainShape(config["train_micro_batch_size_per_gpu"], config["train_batch_size"],
+                      "activation_checkpointing" in config)
+
+
+def create(config: dict, model: torch.nn.Module, context) -> DeepSpeedEngine:
+    """ZeRO, or a pipeline of the model's layers when the config has a pipeline section."""
+    if "pipeline" in config:
+        from .pipeline import PipelineEngine
+
+        return PipelineEngine(config, model, context)
+    return DeepSpeedEngine(config, model, context)
+
+
+class DeepSpeedEngine:
+    """The model under DeepSpeed's engine, driven by the rendered JSON (ZeRO 0-3, offload, ZeRO++)."""
+
+    identical_replicas = True
+
+    def __init__(self, config: dict, model: torch.nn.Module, context):
+        rt = context.runtime
+        self.data_parallel_rank = rt.rank
+        self.batches = context.batches(rt.rank)
+        if context.activation_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self.engine, *_ = deepspeed.initialize(model=model, model_parameters=model.parameters(), config=config)
+
+    @property
+    def module(self) -> torch.nn.Module:
+        return self.engine.module
+
+    def train_step(self, step: int) -> float:
+        engine, losses = self.engine, []
+        for micro in range(engine.gradient_accumulation_steps()):
+            inputs, labels = (t.to(engine.device) for t in self.batches.get(step, micro))
+            loss = lm_loss(engine(input_ids=inputs).logits, labels)
+            engine.backward(loss)
+            engine.step()
+            losses.append(loss.item())
+        return sum(losses) / len(losses)
+
+    def save(self, directory: str, step: int) -> None:
+        self.engine.save_checkpoint(directory, tag=TAG, client_state={"step": step}, save_latest=False)
+
+    def load(self, directory: str) -> int:
+        path, client = self.engine.load_checkpoint(directory, tag=TAG)
+        if path is None:
+            raise SystemExit(f"launchdeck: error: no DeepSpeed checkpoint in {directory}")
+        return int(client["step"])
+
+    def digest(self) -> str:
+        params = list(self.engine.module.named_parameters())
+        if self.engine.zero_optimization_stage() == 3:
+            with deepspeed.zero.GatheredParameters([p for _, p in params], modifier_rank=None):
+                return params_digest(params)
+        return params_digest(params)
+
+    def lr(self) -> float:
+        return self.engine.get_lr()[0]
+
+    def close(self) -> None:
+        """Release DeepSpeed's engine (and with it its hold on the process group)."""
+        self.engine.destroy()
+        self.engine = None

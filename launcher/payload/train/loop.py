@@ -1,0 +1,127 @@
+"""The training loop: set up this rank, build model and engine, train, checkpoint, report."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from ...files import write_atomic
+from . import checkpoint, engines, runtime
+from .data import Batches, load_corpus
+from .metrics import Meter
+from .model import PRESETS, build_model, count_parameters
+
+CRASH_EXIT_CODE = 17
+
+
+@dataclass
+class Context:
+    """What engines need besides the config: where they run and how to get their data."""
+
+    runtime: runtime.Runtime
+    corpus: object
+    seq_len: int
+    micro_batch: int
+    seed: int
+    activation_checkpointing: bool
+
+    def batches(self, dp_rank: int) -> Batches:
+        return Batches(self.corpus, self.seq_len, self.micro_batch, self.seed, dp_rank)
+
+
+def train(args, started: float) -> int:
+    runtime.die_with_parent()
+    # DeepSpeed calls a collective torch deprecated: one warning per rank per call, nothing to act on.
+    warnings.filterwarnings("ignore", message=r".*`torch\.distributed\.\w+` is deprecated", category=FutureWarning)
+    spec, module = engines.load(args.engine)
+    rt = runtime.detect(spec.backends, force_cpu=args.cpu)
+    if rt.device.type == "cpu":
+        runtime.set_cpu_threads(rt)
+    comm = module.connect(rt)
+    config = json.loads(Path(args.config).read_text())
+    shape = module.shape(config)
+    context = _context(args, shape, rt)
+    engine = module.create(config, build_model(args.model, context.seq_len, args.seed), context)
+    start = _resume(engine, args.resume_from, rt) if args.resume_from else 0
+    tokens_per_step = shape.global_batch * context.seq_len
+    meter = Meter(args.steps, tokens_per_step, args.log_interval, rt.device, started, verbose=rt.is_main)
+    if rt.is_main:
+        print(f"launchdeck: {args.strategy} on {rt.world_size} {rt.device.type} rank(s) ({rt.backend}); model "
+              f"{args.model} ({count_parameters(engine.module) / 1e6:.2f} M params), steps {start}→{args.steps}",
+              flush=True)
+    crash = _crash_plan(args.crash_at)
+    ckpt_root = Path(args.ckpt_dir or Path(args.run_dir or ".") / "checkpoints")
+    for step in range(start, args.steps):
+        if crash == (rt.rank, step):
+            print(f"fault drill: rank {rt.rank} exits with {CRASH_EXIT_CODE} before step {step + 1}", flush=True)
+            os._exit(CRASH_EXIT_CODE)
+        meter.update(step, engine.train_step(step), engine.lr())
+        done = step + 1
+        if (args.save_every and done % args.save_every == 0) or done == args.steps:
+            save(engine, ckpt_root, done, rt, comm)
+    _finish(args, engine, meter, rt, start, comm)
+    return 0
+
+
+def save(engine, root: Path, step: int, rt: runtime.Runtime, comm) -> None:
+    """Every rank writes into the partial directory; rank 0 publishes it after a barrier."""
+    if rt.is_main:
+        root.mkdir(parents=True, exist_ok=True)
+        checkpoint.sweep_partials(root)
+        checkpoint.partial_dir(root, step).mkdir()
+    comm.barrier()
+    engine.save(str(checkpoint.partial_dir(root, step)), step)
+    comm.barrier()
+    if rt.is_main:
+        checkpoint.publish(root, step)
+    comm.barrier()
+
+
+def _resume(engine, source: str, rt: runtime.Runtime) -> int:
+    found = checkpoint.latest(Path(source))
+    if found is None:
+        raise SystemExit(f"launchdeck: error: --resume: no complete checkpoint under {source}")
+    step = engine.load(str(found))
+    if rt.is_main:
+        print(f"launchdeck: resumed from {found} (step {step})", flush=True)
+    return step
+
+
+def _context(args, shape: engines.TrainShape, rt: runtime.Runtime) -> Context:
+    seq_len = args.seq_len or PRESETS[args.model].seq_len
+    return Context(rt, load_corpus(args.data), seq_len, shape.micro_batch, args.seed, shape.activation_checkpointing)
+
+
+def _crash_plan(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    rank, step = text.split(":")
+    return int(rank), int(step) - 1
+
+
+def _finish(args, engine, meter: Meter, rt: runtime.Runtime, start: int, comm) -> None:
+    digests = comm.gather(engine.digest())
+    hosts = comm.gather(socket.gethostname())  # where each rank ran: proof a multi-host job really spread
+    identical = len(set(digests)) == 1 if engine.identical_replicas else None
+    comm.shutdown(engine)
+    if not rt.is_main:
+        return
+    summary = meter.summary()
+    result = {
+        "strategy": args.strategy, "engine": args.engine, "world_size": rt.world_size, "device": rt.device.type,
+        "model": args.model, "steps": args.steps, "start_step": start, **summary,
+        "param_digests": digests,
+        "rank_hosts": hosts,
+        "params_identical": identical,
+        "finite": all(math.isfinite(x) for x in summary["losses"]),
+    }
+    print(f"launchdeck: done: loss {result['loss_first']:.4f} → {result['loss_last']:.4f}, "
+          f"{result['steps_per_s']:.2f} steps/s, {result['tokens_per_s']:,.0f} tokens/s", flush=True)
+    if args.run_dir:
+        Path(args.run_dir).mkdir(parents=True, exist_ok=True)
+        write_atomic(Path(args.run_dir) / "result.json", json.dumps(result, indent=2) + "\n")

@@ -1,0 +1,172 @@
+"""From a launch request to a rendered config and a plan: every decision, no processes.
+
+Resolution order, written once: command line > environment > strategy YAML > defaults. The
+accelerator is chosen here (GPUs visible and not ``--cpu`` → one rank per GPU with nccl; otherwise
+2 CPU ranks with gloo, fp16 turned into bf16 with a notice).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import entrypoints
+from ..cluster import hosts, schedulers
+from ..errors import LaunchdeckError
+from ..node.probe import cpu_threads, visible_gpus
+from ..render import Cluster, RenderedConfig, render
+from ..spec import engines
+from ..spec.catalog import load_strategy
+from ..spec.strategy import Strategy
+from .model import LaunchPlan
+from .request import LaunchRequest
+from .resume import find_resume_source
+from .transports import PLANNERS, common
+
+DEFAULT_CPU_RANKS = 2
+LOCAL_HOST = "localhost"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A request, decided: the rendered config, the plan, and the notices to show before anything runs."""
+
+    rendered: RenderedConfig
+    plan: LaunchPlan
+    notices: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """Where the ranks go: host -> slot indices (hostfile order), and whether they run on CPUs."""
+
+    totals: dict[str, int]
+    slots: dict[str, list[int]]
+    cpu: bool
+    here: bool  # every rank on this machine (no hostfile, no scheduler)
+
+    @property
+    def world_size(self) -> int:
+        return sum(len(s) for s in self.slots.values())
+
+
+def prepare(req: LaunchRequest) -> Prepared:
+    """Decide ranks and accelerator, render the strategy, and plan the transport."""
+    transport = req.launcher or ("ssh" if req.hostfile else "local")
+    shape = _local_shape(req) if transport == "local" else _cluster_shape(req, transport)
+    strategy, notices = _strategy(req, shape.cpu)
+    spec = engines.get(strategy.engine)
+    if transport == "local" and spec.local_launcher != "torchrun":
+        transport = spec.local_launcher  # horovodrun is Horovod's own local launcher too
+    per_node = max(len(s) for s in shape.slots.values())
+    rendered = render(strategy, Cluster(shape.world_size, per_node, "cpu" if shape.cpu else "gpu"))
+    run_dir = (Path(req.run_dir) if req.run_dir else new_run_dir(req.runs_root, strategy.name)).absolute()
+    ctx = _context(req, transport, shape, rendered, str(run_dir))
+    return Prepared(rendered, PLANNERS[transport](ctx), notices)
+
+
+def _local_shape(req: LaunchRequest) -> _Shape:
+    """This machine: one rank per visible GPU (or --nproc of them), else 2 CPU ranks."""
+    if req.include or req.exclude:
+        raise LaunchdeckError("--include/--exclude filter a --hostfile")
+    gpus = 0 if req.cpu else visible_gpus()
+    nproc = req.nproc or gpus or DEFAULT_CPU_RANKS
+    if gpus and nproc > gpus:
+        raise LaunchdeckError(f"--nproc {nproc} but only {gpus} GPU(s) are visible; use --cpu to run on CPU")
+    return _Shape({LOCAL_HOST: nproc}, {LOCAL_HOST: list(range(nproc))}, cpu=not gpus, here=True)
+
+
+def _cluster_shape(req: LaunchRequest, transport: str) -> _Shape:
+    """The hosts of a multi-host transport, from the Slurm allocation or the hostfile, filtered."""
+    if transport == "slurm" and req.hostfile:
+        raise LaunchdeckError("--launcher slurm takes its hosts from the allocation; drop --hostfile")
+    if transport != "slurm" and not req.hostfile:
+        raise LaunchdeckError(f"--launcher {transport} needs --hostfile (see: launchdeck hostfile create)")
+    found = schedulers.from_slurm(None, req.nproc) if transport == "slurm" else hosts.read(req.hostfile)
+    slots = hosts.apply_filters(hosts.resources(found), req.include, req.exclude)
+    return _Shape({h.name: h.slots for h in found}, slots, cpu=req.cpu, here=False)
+
+
+def _strategy(req: LaunchRequest, cpu: bool) -> tuple[Strategy, list[str]]:
+    overrides = list(req.overrides) + ([f"training.steps={req.steps}"] if req.steps else [])
+    strategy = load_strategy(req.strategy, overrides)
+    adaptations = cpu_adaptations(strategy) if cpu else []
+    if adaptations:
+        strategy = load_strategy(req.strategy, [*overrides, *(o for o, _ in adaptations)])
+    return strategy, [f"launchdeck: notice: {why}" for _, why in adaptations]
+
+
+def cpu_adaptations(strategy: Strategy) -> list[tuple[str, str]]:
+    """What a CPU run must change (override, reason): fp16 for every engine, then the engine's own."""
+    changes = []
+    if strategy.training.precision == "fp16":
+        changes.append(("training.precision=bf16", "fp16 is not supported on CPU; training in bf16 instead"))
+    return changes + engines.get(strategy.engine).cpu_changes(strategy)
+
+
+def _context(req: LaunchRequest, transport: str, shape: _Shape, rendered: RenderedConfig,
+             run_dir: str) -> common.ClusterContext:
+    """Everything the transport's planner needs, with the env every rank gets and the rendezvous chosen."""
+    config_path = str(Path(run_dir) / "config.json")
+    command, env = rank_command(req, rendered, run_dir, config_path, cpu=shape.cpu)
+    env.update(common.parse_env(req.env))
+    if shape.here and shape.cpu:  # unset, ranks oversubscribe the cores and crawl (3-6x slower)
+        env.setdefault("OMP_NUM_THREADS", str(cpu_threads(shape.world_size)))
+    if transport != "local":
+        env = {**common.forwarded_env(), **env}  # what reaches the ranks through a transport: stated explicitly
+    rendezvous = hosts.check_hostname(req.master_addr, "--master-addr") if req.master_addr else next(iter(shape.slots))
+    master = "127.0.0.1" if rendezvous == LOCAL_HOST else rendezvous
+    return common.ClusterContext(
+        totals=shape.totals, slots=shape.slots, command=command, env=common.cluster_env(env, req.network_interface),
+        run_dir=run_dir, config_path=config_path, strategy=rendered.strategy.name, engine=rendered.engine,
+        master_addr=master, master_port=common.choose_port(master, run_dir, req.master_port),
+        rendezvous_host=rendezvous, cpu=shape.cpu, ssh_port=req.ssh_port, ssh_key=req.ssh_key,
+        network_interface=req.network_interface, hang_timeout=req.hang_timeout,
+        heartbeat_timeout=req.heartbeat_timeout, extra={"horovodrun": rendered.config.get("horovodrun", [])})
+
+
+def rank_command(req: LaunchRequest, rendered: RenderedConfig, run_dir: str, config_path: str,
+                 cpu: bool) -> tuple[list[str], dict[str, str]]:
+    """What every rank runs (the payload, or the user's script) and launchdeck's own variables for it."""
+    s, spec = rendered.strategy, engines.get(rendered.engine)
+    env = {"LAUNCHDECK_CONFIG": config_path, "LAUNCHDECK_ENGINE": s.engine, "LAUNCHDECK_STRATEGY": s.name,
+           "LAUNCHDECK_RUN_DIR": run_dir}
+    if cpu:
+        env["DS_ACCELERATOR"] = "cpu"
+    if req.script:
+        script = list(req.script)
+        if spec.config_flag and spec.config_flag not in script:
+            script += [spec.config_flag, config_path]
+        return script, env
+    if spec.payload is None:
+        raise LaunchdeckError(f"engine {s.engine} has no payload here; run your own script: launchdeck launch "
+                              f"{s.name} -- SCRIPT ARGS…")
+    return payload_command(req, rendered, run_dir, config_path, cpu), env
+
+
+def payload_command(req: LaunchRequest, rendered: RenderedConfig, run_dir: str, config_path: str,
+                    cpu: bool) -> list[str]:
+    """``-m launcher.payload.train …`` with the strategy's steps and the request's payload options."""
+    s = rendered.strategy
+    command = ["-m", entrypoints.PAYLOAD, "--engine", s.engine, "--config", config_path, "--strategy", s.name,
+               "--steps", str(s.training.steps), "--log-interval", str(s.training.log_interval),
+               "--model", req.model, "--run-dir", run_dir, "--save-every", str(req.save_every)]
+    command += ["--cpu"] if cpu else []
+    for flag, value in (("--data", req.data), ("--seq-len", req.seq_len), ("--crash-at", req.crash_at)):
+        if value is not None:
+            command += [flag, str(value)]
+    if req.resume:
+        command += ["--resume-from", str(find_resume_source(req.resume, req.runs_root, s.name))]
+    return command
+
+
+def new_run_dir(root: str | Path, strategy: str) -> Path:
+    """``root/<UTC timestamp>-<strategy>``; a suffix keeps two launches in one second apart."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    base = Path(root) / f"{stamp}-{strategy}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}.{n}")
+    return path

@@ -1,0 +1,42 @@
+"""What a caller asks for: one typed request, built once (by the CLI, doctor, a benchmark or a test)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class LaunchRequest:
+    """Everything a launch is asked to do, before any decision: the strategy and its overrides, the
+    payload's options (or a script), the hosts and transport, the watchdog's timeouts.
+
+    ``None`` means "decide for me" (ranks: all visible GPUs or 2 CPU ranks; transport: ssh with a hostfile,
+    else this machine; run directory: ``runs_root/<UTC time>-<strategy>``). Never modified after creation:
+    :func:`launcher.plan.prepare.prepare` turns it into a plan."""
+
+    strategy: str
+    overrides: tuple[str, ...] = ()  # --set entries, applied in order after the strategy's YAML
+    nproc: int | None = None  # ranks on this machine (local transport)
+    cpu: bool = False  # CPU ranks with gloo even where GPUs are visible
+    steps: int | None = None
+    model: str = "tiny"  # the payload's model preset
+    data: str | None = None  # the payload's text (default: Python's own sources)
+    seq_len: int | None = None
+    run_dir: str | None = None
+    runs_root: str = "runs"
+    save_every: int = 0
+    resume: str | None = None  # a run directory, a checkpoint directory, or "last"
+    crash_at: str | None = None  # fault drill RANK:STEP
+    script: tuple[str, ...] = ()  # the user's script and its arguments, instead of the payload
+    hostfile: str | None = None
+    include: str | None = None
+    exclude: str | None = None
+    launcher: str | None = None  # the transport (--launcher)
+    master_addr: str | None = None
+    master_port: int | None = None
+    ssh_port: int | None = None
+    ssh_key: str | None = None
+    network_interface: str | None = None
+    env: tuple[str, ...] = ()  # --env NAME=VALUE for every rank on every host
+    hang_timeout: float = 5.0  # seconds a rank may stay stopped before it is killed (0: never)
+    heartbeat_timeout: float = 10.0  # seconds an agent may stay silent before its node counts as lost

@@ -1,0 +1,132 @@
+"""Preflight: can this machine and every host of a plan run it? One ssh per host, in parallel.
+
+Per host (``python -m launcher.node.probe`` over the plan's own ssh, interpreter and directory):
+ssh reachable, the same Python / torch / deepspeed (/ horovod) versions as here, slots ≤ visible GPUs
+(unless on CPU), the rendezvous port free on the rendezvous host. ``launch`` runs these cheap checks
+before it starts anything; ``launchdeck doctor`` (:func:`launcher.run.api.doctor`) adds a tiny all-reduce
+across every host through the real transport.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from .. import entrypoints
+from ..errors import LaunchdeckError
+from ..node import probe
+from ..plan.model import LaunchPlan, NodePlan
+from ..plan.transports.common import is_this_machine
+from ..spec import engines
+
+PROBE_TIMEOUT_S = 30.0
+NO_DIRECTORY, NO_INTERPRETER = 97, 98  # the probe line's own exit codes, before Python starts
+
+
+@dataclass
+class HostCheck:
+    """What preflight found on one host: the probe's facts (empty: it never ran) and every problem."""
+
+    host: str
+    slots: int
+    seconds: float = 0.0
+    facts: dict = field(default_factory=dict)  # what the probe reported (empty: it never ran)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def probe_line(node: NodePlan, port: int | None) -> str:
+    """The remote shell line: the plan's directory and interpreter, each checked before Python starts."""
+    cwd, python = shlex.quote(node.cwd), shlex.quote(node.interpreter)
+    args = ["-m", entrypoints.PROBE, *([f"--port={port}"] if port else [])]
+    return (f"cd {cwd} 2>/dev/null || {{ echo 'no directory {node.cwd}' >&2; exit {NO_DIRECTORY}; }}; "
+            f"test -x {python} || {{ echo 'no interpreter {node.interpreter}' >&2; exit {NO_INTERPRETER}; }}; "
+            f"exec {python} {shlex.join(args)}")
+
+
+def run_probe(node: NodePlan, port: int | None, remote_shell: list[str]) -> HostCheck:
+    check, started = HostCheck(node.host, len(node.ranks)), time.monotonic()
+    argv = [*remote_shell, node.host, probe_line(node, port)]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S,
+                              stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        check.problems.append(f"no answer within {PROBE_TIMEOUT_S:.0f} s")
+        return check
+    check.seconds = time.monotonic() - started
+    last = (done.stderr.strip().splitlines() or [""])[-1]
+    if done.returncode == 255:
+        check.problems.append(f"ssh failed: {last or 'exit code 255'}")
+    elif done.returncode:
+        check.problems.append(last or f"the probe exited with code {done.returncode}")
+    else:
+        check.facts = json.loads(done.stdout.strip().splitlines()[-1])
+    return check
+
+
+def judge(check: HostCheck, here: dict, *, cpu: bool, engine: str, port: int | None) -> None:
+    """Compare a host's facts with this machine's; every difference that breaks a launch is a problem."""
+    facts = check.facts
+    packages = ["python", "torch", "deepspeed", *engines.get(engine).host_packages]
+    for name in packages:
+        if facts.get(name) != here.get(name):
+            check.problems.append(f"{name} {facts.get(name) or 'missing'} (here: {here.get(name) or 'missing'})")
+    if not cpu and facts["gpus"] == 0:
+        check.problems.append("no GPU visible (use --cpu for CPU ranks)")
+    elif not cpu and check.slots > facts["gpus"]:
+        check.problems.append(f"{check.slots} slots but {facts['gpus']} GPU(s) visible")
+    if port and facts.get("port_free") is False:
+        check.problems.append(f"rendezvous port {port} is in use")
+
+
+def check_hosts(plan: LaunchPlan, *, cpu: bool) -> list[HostCheck]:
+    """The cheap checks on every host of the plan, in parallel."""
+    here = probe.facts()
+
+    def one(node: NodePlan) -> HostCheck:
+        port = plan.master_port if node.host == plan.rendezvous_host else None
+        check = run_probe(node, port, plan.remote_shell)
+        if check.facts:
+            judge(check, here, cpu=cpu, engine=plan.engine, port=port)
+        return check
+
+    with ThreadPoolExecutor(max_workers=min(64, len(plan.nodes))) as pool:
+        return list(pool.map(one, plan.nodes))
+
+
+def check_runnable(plan: LaunchPlan) -> None:
+    """What this machine lacks to run the plan (the engine's build, a transport's program): say so before
+    anything starts."""
+    missing = engines.get(plan.engine).missing_here()
+    if missing:
+        raise LaunchdeckError(missing)
+    if not plan.commands:
+        raise LaunchdeckError(f"--launcher {plan.transport} only prints the line each node runs; add --dry-run "
+                              "(or choose ssh, pdsh, openmpi, slurm or horovodrun to start them from here)")
+    for command in plan.commands:
+        program = next(arg for arg in command.argv if arg != "env" and "=" not in arg)  # past `env NAME=VALUE …`
+        if not shutil.which(program):
+            raise LaunchdeckError(f"--launcher {plan.transport} needs {program!r}, which is not installed here "
+                                  "(or not on PATH)")
+
+
+def needs_preflight(plan: LaunchPlan) -> bool:
+    """Plans that reach other hosts over ssh (Slurm checks its own nodes; one machine needs no ssh)."""
+    return bool(plan.remote_shell) and not all(is_this_machine(node.host) for node in plan.nodes)
+
+
+def preflight(plan: LaunchPlan, *, cpu: bool) -> None:
+    """Refuse to start when a host cannot run the plan; one line naming the first problem."""
+    failed = [c for c in check_hosts(plan, cpu=cpu) if not c.ok]
+    if failed:
+        more = f" (and {len(failed) - 1} more host(s))" if len(failed) > 1 else ""
+        raise LaunchdeckError(f"preflight: {failed[0].host}: {'; '.join(failed[0].problems)}{more}; "
+                              "`launchdeck doctor` shows every check (--no-preflight skips them)")

@@ -1,0 +1,81 @@
+"""The run record: everything needed to see (and repeat) what ran, under ``runs/<id>/``.
+
+strategy.yaml (as resolved), config.json (as rendered), plan.json (exact commands and env),
+env.json (the environment the ranks saw, secrets redacted), versions.json, logs/, result.json
+(written by the payload) and outcome.json (written by the launcher).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import LaunchdeckError
+from ..files import write_atomic
+from ..node import probe
+from ..plan.model import LaunchPlan
+from ..render import RenderedConfig
+from ..spec import schema
+
+ENV_PREFIXES = ("CUDA_", "NCCL_", "GLOO_", "OMP_", "MKL_", "TORCH", "DS_", "HOROVOD_", "LAUNCHDECK_", "PYTHON",
+                "MASTER_", "SLURM_", "LD_LIBRARY_PATH", "PATH", "VIRTUAL_ENV")
+SECRET = re.compile(r"TOKEN|SECRET|PASSW|KEY|CREDENTIAL|AUTH|COOKIE", re.I)
+PACKAGES = ("torch", "deepspeed", "transformers", "accelerate", "horovod", "launchdeck")
+
+
+def create(run_dir: Path) -> None:
+    """Make the run directory; refuse one that already holds files (nothing the user had is lost)."""
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise LaunchdeckError(f"--run-dir {run_dir} is not empty; choose a new directory")
+    try:
+        (run_dir / "logs").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LaunchdeckError(f"cannot create run directory {run_dir}: {exc.strerror}") from None
+
+
+def write_inputs(run_dir: Path, rendered: RenderedConfig, plan: LaunchPlan) -> None:
+    """Everything known before the start: strategy, config, plan, env, versions."""
+    strategy_yaml = yaml.safe_dump(schema.dump(rendered.strategy), sort_keys=False)
+    write_atomic(run_dir / "strategy.yaml", strategy_yaml)
+    write_atomic(plan.config_path, json.dumps(rendered.config, indent=2) + "\n")
+    write_atomic(run_dir / "plan.json", plan.to_json())
+    for path, text in plan.files.items():
+        write_atomic(path, text)
+    env = {**{k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIXES)}, **plan.nodes[0].env}
+    write_atomic(run_dir / "env.json", json.dumps(redact(env), indent=2, sort_keys=True) + "\n")
+    write_atomic(run_dir / "versions.json", json.dumps(versions(), indent=2) + "\n")
+
+
+def write_outcome(run_dir: Path, outcome: Any) -> None:
+    write_atomic(run_dir / "outcome.json", json.dumps(dataclasses.asdict(outcome), indent=2) + "\n")
+
+
+def redact(env: dict[str, str]) -> dict[str, str]:
+    return {k: ("<redacted>" if SECRET.search(k) else v) for k, v in env.items()}
+
+
+def versions() -> dict[str, str | None]:
+    """Installed versions (read from package metadata: nothing heavy is imported) and the git SHA."""
+    found: dict[str, str | None] = {"python": platform.python_version(), "platform": platform.platform()}
+    found.update({name: probe.version(name) for name in PACKAGES})
+    found["git_sha"] = _git_sha(Path(__file__).resolve().parents[2])
+    return found
+
+
+def _git_sha(repo: Path) -> str | None:
+    try:
+        sha = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{sha}{'-dirty' if dirty else ''}" if sha else None

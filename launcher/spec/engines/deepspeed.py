@@ -1,0 +1,31 @@
+"""DeepSpeed: ZeRO 0-3 (offload, ZeRO++) and pipeline parallelism, from DeepSpeed's own JSON config."""
+
+from __future__ import annotations
+
+from ..strategy import Strategy, Zero
+from . import CpuChange, EngineSpec
+
+
+def cpu_changes(strategy: Strategy) -> list[CpuChange]:
+    """ZeRO++ quantization has no CPU kernel in DeepSpeed: switched off, with a notice."""
+    zero = strategy.zero or Zero()
+    changes = []
+    for knob, label in (("quantized_weights", "qwZ"), ("quantized_gradients", "qgZ")):
+        if getattr(zero, knob):
+            changes.append((f"zero.{knob}=false", f"ZeRO++ {label} (zero.{knob}) has no CPU kernel; off on CPU"))
+    return changes
+
+
+SPEC = EngineSpec(
+    name="deepspeed",
+    description="DeepSpeed ZeRO 0-3, offload, ZeRO++ and pipeline parallelism",
+    renderer="launcher.render.deepspeed:render",
+    sections=frozenset({"zero", "pipeline", "deepspeed"}),
+    defaults={"zero": Zero()},
+    payload="launcher.payload.train.engines.deepspeed",
+    checker="launcher.render.deepspeed_check:check",
+    config_flag="--deepspeed_config",  # what deepspeed.add_config_arguments / initialize(args=…) read
+    native_config=True,
+    hf_flavour=True,
+    cpu_changes=cpu_changes,
+)
