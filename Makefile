@@ -19,7 +19,7 @@ SMOKE_STEPS ?= 12
 # Debian packages the multi-host and Slurm tests run for real (fake hosts need root: network namespaces).
 SYSTEM_PACKAGES := iproute2 openssh-server openssh-client pdsh openmpi-bin slurm-wlm munge procps
 
-.PHONY: install horovod system-deps test lint configs launch smoke bench bench-cluster clean help
+.PHONY: install horovod system-deps test lint configs launch smoke bench bench-overhead bench-cluster clean help
 
 help:
 	@echo "make install   create $(VENV) with pinned torch/deepspeed/transformers and launchdeck (editable)"
@@ -31,6 +31,7 @@ help:
 	@echo "make launch    train STRATEGY (default zero3) on all local GPUs, or 2 CPU ranks without one"
 	@echo "make smoke     every strategy for a few steps on 2 CPU ranks, one table"
 	@echo "make bench     launch overhead vs torchrun and steps/s per strategy -> runs/bench-*/report.md"
+	@echo "make bench-overhead  launchdeck vs torchrun --standalone on a trivial 2-rank job: median ratio of pairs, 3 rounds"
 	@echo "make bench-cluster  (root) every transport across 2 fake hosts, teardown times, Slurm -> runs/bench-cluster-*/"
 
 install: $(STAMP)
@@ -71,6 +72,9 @@ smoke: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py
+
+bench-overhead: $(STAMP)
+	$(BIN)/python benchmarks/overhead.py
 
 bench-cluster: $(STAMP) $(HOROVOD_STAMP) system-deps
 	$(BIN)/python benchmarks/cluster.py

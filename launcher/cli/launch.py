@@ -6,7 +6,6 @@ import sys
 
 import click
 
-from .. import render
 from ..payload.train.model import PRESETS  # torch is imported inside its functions only
 from ..plan.request import LaunchRequest
 from .options import cluster_options, overrides_from, strategy_overrides
@@ -60,23 +59,30 @@ def launch(name: str, script: tuple[str, ...], cpu: bool, nproc: int | None, ste
       launchdeck launch zero2 -- train.py --epochs 1
       launchdeck launch zero3 --hostfile hosts --launcher pdsh --dry-run
     """
-    from ..plan.prepare import prepare
-    from ..run import api, execute
-
     request = LaunchRequest(strategy=name, overrides=tuple(overrides_from(sets, micro_batch, grad_accum, precision)),
                             nproc=nproc, cpu=cpu, steps=steps, model=model, data=data, seq_len=seq_len,
                             run_dir=run_dir, save_every=save_every, resume=resume, crash_at=crash_at, script=script,
                             hang_timeout=hang_timeout, heartbeat_timeout=heartbeat_timeout, **cluster)
-    prepared = prepare(request)
-    for notice in prepared.notices:
-        click.echo(notice, err=True)
     if dry_run:
-        if check:
-            render.check(prepared.rendered)  # the engine's own parser, at this plan's world size
-        click.echo(prepared.plan.to_json() if as_json else prepared.plan.describe(), nl=False)
+        _print_plan(request, check, as_json)
         return
-    outcome = api.run(prepared, check_hosts=not no_preflight)
+    from ..run import api, execute
+
+    outcome = api.launch(request, check_hosts=not no_preflight, notify=lambda line: click.echo(line, err=True))
     if outcome.returncode:
         click.echo(execute.report(outcome), err=True, nl=False)
         sys.exit(execute.exit_code_for(outcome))
-    click.echo(f"launchdeck: run record: {prepared.plan.run_dir}", err=True)
+    click.echo(f"launchdeck: run record: {outcome.run_dir}", err=True)
+
+
+def _print_plan(request: LaunchRequest, check: bool, as_json: bool) -> None:
+    """--dry-run: the notices, then the plan; ``check`` also runs the engine's own config parser."""
+    from .. import render
+    from ..plan.prepare import prepare
+
+    prepared = prepare(request)
+    for notice in prepared.notices:
+        click.echo(notice, err=True)
+    if check:
+        render.check(prepared.rendered)  # the engine's own parser, at this plan's world size
+    click.echo(prepared.plan.to_json() if as_json else prepared.plan.describe(), nl=False)

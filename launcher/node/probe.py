@@ -6,13 +6,11 @@ interpreter and package versions, visible GPUs, CPU count, and whether the rende
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
 import socket
 import sys
-from importlib import metadata
 from pathlib import Path
 
 PACKAGES = ("torch", "deepspeed", "horovod", "launchdeck")
@@ -45,6 +43,8 @@ def port_free(port: int) -> bool:
 
 
 def version(package: str) -> str | None:
+    from importlib import metadata  # ~25 ms of imports: only when versions are asked for
+
     try:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
@@ -60,6 +60,8 @@ def facts(port: int | None = None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import argparse  # only as a program: launch imports this module for visible_gpus
+
     parser = argparse.ArgumentParser(prog="python -m launcher.node.probe", description=__doc__.split("\n")[0])
     parser.add_argument("--port", type=int, help="also check that this TCP port is free")
     args = parser.parse_args(argv)

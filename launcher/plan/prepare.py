@@ -22,7 +22,7 @@ from ..spec.strategy import Strategy
 from .model import LaunchPlan
 from .request import LaunchRequest
 from .resume import find_resume_source
-from .transports import PLANNERS, common
+from .transports import common, planner
 
 DEFAULT_CPU_RANKS = 2
 LOCAL_HOST = "localhost"
@@ -53,7 +53,7 @@ class _Shape:
 
 def prepare(req: LaunchRequest) -> Prepared:
     """Decide ranks and accelerator, render the strategy, and plan the transport."""
-    transport = req.launcher or ("ssh" if req.hostfile else "local")
+    transport = transport_of(req)
     shape = _local_shape(req) if transport == "local" else _cluster_shape(req, transport)
     strategy, notices = _strategy(req, shape.cpu)
     spec = engines.get(strategy.engine)
@@ -63,7 +63,12 @@ def prepare(req: LaunchRequest) -> Prepared:
     rendered = render(strategy, Cluster(shape.world_size, per_node, "cpu" if shape.cpu else "gpu"))
     run_dir = (Path(req.run_dir) if req.run_dir else new_run_dir(req.runs_root, strategy.name)).absolute()
     ctx = _context(req, transport, shape, rendered, str(run_dir))
-    return Prepared(rendered, PLANNERS[transport](ctx), notices)
+    return Prepared(rendered, planner(transport)(ctx), notices)
+
+
+def transport_of(req: LaunchRequest) -> str:
+    """--launcher, else ssh with a hostfile, else this machine ("local")."""
+    return req.launcher or ("ssh" if req.hostfile else "local")
 
 
 def _local_shape(req: LaunchRequest) -> _Shape:

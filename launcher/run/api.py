@@ -49,8 +49,9 @@ def run(prepared: Prepared, *, check_hosts: bool = True, console: IO[str] | None
     render.check(prepared.rendered)
     run_dir = Path(plan.run_dir)
     record.create(run_dir)
-    record.write_inputs(run_dir, prepared.rendered, plan)
-    outcome = execute.run(plan, console=console or sys.stdout)
+    record.write_inputs(plan, prepared.rendered)
+    with record.described(run_dir, prepared.rendered, plan):
+        outcome = execute.run(plan, console=console or sys.stdout)
     record.write_outcome(run_dir, outcome)
     return outcome
 

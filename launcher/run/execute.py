@@ -22,7 +22,6 @@ import sys
 import threading
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -50,6 +49,7 @@ class Outcome:
     elapsed_s: float
     interrupted: bool
     failure: Failure | None
+    run_dir: str = ""
 
 
 @dataclass
@@ -84,12 +84,13 @@ class Job:
         self.killed = False
 
     def start(self) -> None:
+        """Start every command, each in a session of its own."""
         for index, planned in enumerate(self.plan.commands):
             proc = subprocess.Popen(planned.argv, cwd=planned.cwd, env={**os.environ, **planned.env},
                                     stdin=subprocess.PIPE if planned.stop == "stdin" else subprocess.DEVNULL,
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
             self.commands.append(Running(planned, proc))
-            threading.Thread(target=_read, args=(index, proc.stdout, self.lines), daemon=True).start()
+            threading.Thread(target=_read, args=(index, proc, self.lines), daemon=True).start()
 
     def stop(self, lost: set[str]) -> None:
         """Ask every command to end: close the control channel where there is one and its agent still
@@ -128,9 +129,11 @@ class Job:
         return codes[0] if codes else 0
 
 
-def _read(index: int, stream: IO[bytes], lines: queue.Queue) -> None:
-    for raw in iter(stream.readline, b""):
+def _read(index: int, proc: subprocess.Popen, lines: queue.Queue) -> None:
+    """Queue the command's lines; at EOF, wait for its exit first, so the end is seen the moment it comes."""
+    for raw in iter(proc.stdout.readline, b""):
         lines.put((index, raw.decode("utf-8", errors="replace")))
+    proc.wait()
     lines.put((index, None))
 
 
@@ -169,7 +172,7 @@ def run(plan: LaunchPlan, console=sys.stdout) -> Outcome:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
     return Outcome(job.returncode() or (1 if watch.failed else 0), time.monotonic() - started,
-                   signals.count > 0, watch.first(logs))
+                   signals.count > 0, watch.first(logs), plan.run_dir)
 
 
 @dataclass
@@ -226,6 +229,8 @@ def reap_frozen(plan: LaunchPlan, unfinished: dict[str, list[int]]) -> None:
     on their hosts (``launcher.node.reap`` checks that each pid still is this job's agent)."""
     reachable = {h: pids for h, pids in unfinished.items() if plan.remote_shell or is_this_machine(h)}
     if reachable:
+        from concurrent.futures import ThreadPoolExecutor  # with logging, ~10 ms: only after a freeze
+
         with ThreadPoolExecutor(max_workers=min(32, len(reachable))) as pool:
             list(pool.map(lambda item: _reap_on(plan, *item), reachable.items()))
 

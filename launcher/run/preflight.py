@@ -14,7 +14,6 @@ import shlex
 import shutil
 import subprocess
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from .. import entrypoints
@@ -97,6 +96,8 @@ def check_hosts(plan: LaunchPlan, *, cpu: bool) -> list[HostCheck]:
         if check.facts:
             judge(check, here, cpu=cpu, engine=plan.engine, port=port)
         return check
+
+    from concurrent.futures import ThreadPoolExecutor  # with logging, ~10 ms: only for plans across hosts
 
     with ThreadPoolExecutor(max_workers=min(64, len(plan.nodes))) as pool:
         return list(pool.map(one, plan.nodes))

@@ -2,17 +2,21 @@
 
 strategy.yaml (as resolved), config.json (as rendered), plan.json (exact commands and env),
 env.json (the environment the ranks saw, secrets redacted), versions.json, logs/, result.json
-(written by the payload) and outcome.json (written by the launcher).
+(written by the payload) and outcome.json (written by the launcher). What the job reads is written before
+it starts; what describes it is written while it starts.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import platform
 import re
 import subprocess
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,14 +45,40 @@ def create(run_dir: Path) -> None:
         raise LaunchdeckError(f"cannot create run directory {run_dir}: {exc.strerror}") from None
 
 
-def write_inputs(run_dir: Path, rendered: RenderedConfig, plan: LaunchPlan) -> None:
-    """Everything known before the start: strategy, config, plan, env, versions."""
-    strategy_yaml = yaml.safe_dump(schema.dump(rendered.strategy), sort_keys=False)
-    write_atomic(run_dir / "strategy.yaml", strategy_yaml)
+def write_inputs(plan: LaunchPlan, rendered: RenderedConfig) -> None:
+    """What the job reads, written before it starts: the rendered config and the plan's files (MPI hostfile)."""
     write_atomic(plan.config_path, json.dumps(rendered.config, indent=2) + "\n")
-    write_atomic(run_dir / "plan.json", plan.to_json())
     for path, text in plan.files.items():
         write_atomic(path, text)
+
+
+@contextlib.contextmanager
+def described(run_dir: Path, rendered: RenderedConfig, plan: LaunchPlan) -> Iterator[None]:
+    """Write what describes the run (:func:`write_description`) in a thread while the body starts the job, so
+    the record costs the launch nothing; on leaving, wait for it and raise what it failed with."""
+    failed: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            write_description(run_dir, rendered, plan)
+        except BaseException as exc:  # handed to the caller below
+            failed.append(exc)
+
+    thread = threading.Thread(target=write, name="run-record", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        thread.join()
+    if failed:
+        raise failed[0]
+
+
+def write_description(run_dir: Path, rendered: RenderedConfig, plan: LaunchPlan) -> None:
+    """The resolved strategy, the plan, the env the ranks see (secrets redacted), the versions."""
+    strategy_yaml = yaml.safe_dump(schema.dump(rendered.strategy), sort_keys=False)
+    write_atomic(run_dir / "strategy.yaml", strategy_yaml)
+    write_atomic(run_dir / "plan.json", plan.to_json())
     env = {**{k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIXES)}, **plan.nodes[0].env}
     write_atomic(run_dir / "env.json", json.dumps(redact(env), indent=2, sort_keys=True) + "\n")
     write_atomic(run_dir / "versions.json", json.dumps(versions(), indent=2) + "\n")

@@ -1,24 +1,32 @@
 """One module per transport; each turns a :class:`~.common.ClusterContext` into a LaunchPlan and runs nothing.
 
-``PLANNERS`` is the transport registry: ``--launcher NAME`` picks one entry.
+``PLANNERS`` is the transport registry (``--launcher NAME`` picks one entry); a planner's module is imported
+only when it plans, so listing the choices costs nothing.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from ..model import LaunchPlan
-from .common import ClusterContext
-from .horovodrun import plan_horovodrun
-from .local import plan_local
-from .openmpi import plan_openmpi
-from .slurm import plan_slurm
-from .ssh import plan_pdsh, plan_ssh
-from .torchrun import plan_torchrun
+if TYPE_CHECKING:
+    from ..model import LaunchPlan
+    from .common import ClusterContext
 
-PLANNERS: dict[str, Callable[[ClusterContext], LaunchPlan]] = {
-    "local": plan_local, "ssh": plan_ssh, "pdsh": plan_pdsh, "openmpi": plan_openmpi, "slurm": plan_slurm,
-    "horovodrun": plan_horovodrun, "torchrun": plan_torchrun,
+PLANNERS = {  # transport -> "module:function" planning it
+    "local": "local:plan_local",
+    "ssh": "ssh:plan_ssh",
+    "pdsh": "ssh:plan_pdsh",
+    "openmpi": "openmpi:plan_openmpi",
+    "slurm": "slurm:plan_slurm",
+    "horovodrun": "horovodrun:plan_horovodrun",
+    "torchrun": "torchrun:plan_torchrun",
 }
 LAUNCHERS = tuple(PLANNERS)  # the --launcher choices
-MULTI_HOST = ("ssh", "pdsh", "openmpi", "slurm", "horovodrun", "torchrun")  # hosts from a hostfile or scheduler
+
+
+def planner(transport: str) -> Callable[[ClusterContext], LaunchPlan]:
+    """The planning function of ``transport`` (one of :data:`LAUNCHERS`)."""
+    module, _, function = PLANNERS[transport].partition(":")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), function)

@@ -22,6 +22,7 @@ FORWARD_NAMES = ("PYTHONPATH", "LD_LIBRARY_PATH", "CUDA_HOME", "OMP_NUM_THREADS"
 FORWARD_PREFIXES = ("NCCL_", "GLOO_", "TORCH_", "HF_", "TRANSFORMERS_", "DS_", "HOROVOD_", "LAUNCHDECK_")
 OUTPUT_ENV = {"TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE": "[rank${rank}]:", "PYTHONUNBUFFERED": "1"}
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+TORCHRUN = "torch.distributed.run"  # torchrun's module: `python -m torch.distributed.run` is torchrun
 REMOTE_PORT_RANGE = (20000, 30000)  # below Linux's ephemeral range (32768+): no client socket holds one
 
 
@@ -124,7 +125,7 @@ def python() -> str:
 def torchrun_argv(ctx: ClusterContext, node_rank: int | str, nproc: int) -> list[str]:
     """``python -m torch.distributed.run …`` for one node: static rendezvous, no restarts, flat per-rank logs
     (node rank may be a word the node's shell or pdsh fills in)."""
-    return [python(), "-m", "torch.distributed.run",
+    return [python(), "-m", TORCHRUN,
             f"--nnodes={len(ctx.slots)}", f"--nproc-per-node={nproc}", flag("--node-rank=", node_rank),
             f"--master-addr={ctx.master_addr}", f"--master-port={ctx.master_port}",
             "--max-restarts=0", "--monitor-interval=0.1", "--shutdown-timeout=5",

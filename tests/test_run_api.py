@@ -1,0 +1,69 @@
+"""The run API: one call from a request to an outcome and a run record, on real processes."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+
+import pytest
+
+from launcher.errors import LaunchdeckError
+from launcher.plan.prepare import prepare
+from launcher.plan.request import LaunchRequest
+from launcher.run import api, execute, record
+
+RANK_FILES = """
+import os, sys
+from pathlib import Path
+rank = int(os.environ["RANK"])
+Path(os.environ["LAUNCHDECK_RUN_DIR"], f"hello.{rank}").write_text(os.environ["WORLD_SIZE"])
+sys.exit(int(sys.argv[1]) if rank == 1 else 0)
+"""
+
+
+def script(tmp_path, code: int) -> tuple[str, ...]:
+    path = tmp_path / "ranks.py"
+    path.write_text(RANK_FILES)
+    return (str(path), str(code))
+
+
+@pytest.mark.slow
+def test_launch_runs_every_rank_and_keeps_the_record(tmp_path):
+    run_dir = tmp_path / "run"
+    notices = []
+    outcome = api.launch(LaunchRequest("zeropp", cpu=True, nproc=2, script=script(tmp_path, 0), run_dir=str(run_dir)),
+                         console=io.StringIO(), notify=notices.append)
+    assert (outcome.returncode, outcome.failure, outcome.run_dir) == (0, None, str(run_dir))
+    assert sorted(p.name for p in run_dir.glob("hello.*")) == ["hello.0", "hello.1"]  # every rank ran, once
+    assert {p.name for p in run_dir.iterdir()} >= {"config.json", "plan.json", "strategy.yaml", "env.json",
+                                                   "versions.json", "outcome.json", "logs"}
+    assert json.loads((run_dir / "outcome.json").read_text())["returncode"] == 0
+    assert json.loads((run_dir / "versions.json").read_text())["python"] == ".".join(map(str, sys.version_info[:3]))
+    assert any("ZeRO++" in notice for notice in notices)  # the CPU adaptations reach the caller first
+
+
+@pytest.mark.slow
+def test_a_failing_rank_is_the_outcome(tmp_path):
+    outcome = api.launch(LaunchRequest("ddp", cpu=True, nproc=2, script=script(tmp_path, 3),
+                                       run_dir=str(tmp_path / "run")), console=io.StringIO())
+    assert (outcome.failure.rank, outcome.failure.exit_code) == (1, 3)
+    assert execute.exit_code_for(outcome) == 3
+
+
+def test_the_record_written_alongside_the_job_reports_its_failure(tmp_path):
+    prepared = prepare(LaunchRequest("ddp", cpu=True, nproc=2, run_dir=str(tmp_path / "run")))
+    ran = []
+    with pytest.raises(LaunchdeckError, match="cannot write"):
+        with record.described(tmp_path / "not-made", prepared.rendered, prepared.plan):
+            ran.append(True)
+    assert ran == [True]
+
+
+def test_a_used_run_directory_is_refused_before_anything_starts(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "mine.txt").write_text("keep")
+    with pytest.raises(LaunchdeckError, match="is not empty"):
+        api.launch(LaunchRequest("ddp", cpu=True, nproc=2, script=script(tmp_path, 0), run_dir=str(run_dir)))
+    assert sorted(p.name for p in run_dir.iterdir()) == ["mine.txt"]
