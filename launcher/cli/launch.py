@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
@@ -42,11 +43,9 @@ from .options import cluster_options, overrides_from, strategy_overrides
 @click.option("--dry-run", is_flag=True, help="Print the plan (commands, env, rendezvous) and start nothing.")
 @click.option("--json", "as_json", is_flag=True, help="With --dry-run: the plan as JSON.")
 @click.option("--crash-at", metavar="RANK:STEP", hidden=True, help="Fault drill: RANK exits 17 before STEP.")
-def launch(name: str, script: tuple[str, ...], cpu: bool, nproc: int | None, steps: int | None, model: str,
-           data: str | None, seq_len: int | None, sets: tuple[str, ...], micro_batch: int | None,
-           grad_accum: int | None, precision: str | None, run_dir: str | None, save_every: int,
-           resume: str | None, cluster: dict, hang_timeout: float, heartbeat_timeout: float, no_preflight: bool,
-           check: bool, dry_run: bool, as_json: bool, crash_at: str | None) -> None:
+def launch(name: str, script: tuple[str, ...], sets: tuple[str, ...], micro_batch: int | None, grad_accum: int | None,
+           precision: str | None, cluster: dict, no_preflight: bool, check: bool, dry_run: bool, as_json: bool,
+           **request_fields: Any) -> None:
     """Train strategy NAME on this machine and keep a run record.
 
     \b
@@ -59,10 +58,8 @@ def launch(name: str, script: tuple[str, ...], cpu: bool, nproc: int | None, ste
       launchdeck launch zero2 -- train.py --epochs 1
       launchdeck launch zero3 --hostfile hosts --launcher pdsh --dry-run
     """
-    request = LaunchRequest(strategy=name, overrides=tuple(overrides_from(sets, micro_batch, grad_accum, precision)),
-                            nproc=nproc, cpu=cpu, steps=steps, model=model, data=data, seq_len=seq_len,
-                            run_dir=run_dir, save_every=save_every, resume=resume, crash_at=crash_at, script=script,
-                            hang_timeout=hang_timeout, heartbeat_timeout=heartbeat_timeout, **cluster)
+    overrides = tuple(overrides_from(sets, micro_batch, grad_accum, precision))
+    request = LaunchRequest(strategy=name, overrides=overrides, script=script, **request_fields, **cluster)
     if dry_run:
         _print_plan(request, check, as_json)
         return
