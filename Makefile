@@ -41,6 +41,7 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt $(TORCH_PIP_ARGS) torch
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m compileall -q launcher  # bytecode up front: launches start faster, also under PYTHONDONTWRITEBYTECODE
 	touch $@
 
 horovod: $(HOROVOD_STAMP)

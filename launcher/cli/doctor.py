@@ -33,11 +33,11 @@ def doctor(cluster: dict, cpu: bool, no_allreduce: bool, as_json: bool) -> None:
       launchdeck doctor --hostfile hosts
       launchdeck doctor --hostfile hosts --cpu --launcher openmpi --network-interface eth1
     """
-    from ..run import api
+    from ..run import doctor as checks
 
     if not cluster["hostfile"]:
         raise click.UsageError("--hostfile is required")
-    report = api.doctor(LaunchRequest("ddp", cpu=cpu, **cluster), allreduce=not no_allreduce)
+    report = checks.doctor(LaunchRequest("ddp", cpu=cpu, **cluster), allreduce=not no_allreduce)
     if as_json:
         click.echo(json.dumps({"ok": report.ok, "verdict": report.verdict,
                                "hosts": [asdict(c) | {"ok": c.ok} for c in report.hosts],

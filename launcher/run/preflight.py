@@ -3,7 +3,7 @@
 Per host (``python -m launcher.node.probe`` over the plan's own ssh, interpreter and directory):
 ssh reachable, the same Python / torch / deepspeed (/ horovod) versions as here, slots ≤ visible GPUs
 (unless on CPU), the rendezvous port free on the rendezvous host. ``launch`` runs these cheap checks
-before it starts anything; ``launchdeck doctor`` (:func:`launcher.run.api.doctor`) adds a tiny all-reduce
+before it starts anything; ``launchdeck doctor`` (:mod:`launcher.run.doctor`) adds a tiny all-reduce
 across every host through the real transport.
 """
 
