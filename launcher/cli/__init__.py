@@ -20,6 +20,7 @@ COMMANDS = {
     "launch": ("launcher.cli.launch:launch", "Train a strategy (payload or your script) and keep a run record."),
     "hostfile": ("launcher.cli.hostfile:hostfile", "Write, convert and check hostfiles."),
     "slurm": ("launcher.cli.slurm:slurm", "Print an sbatch script that trains a strategy."),
+    "k8s": ("launcher.cli.k8s:k8s", "Write Kubernetes manifests (PyTorchJob, MPIJob, TrainJob) for a strategy."),
     "doctor": ("launcher.cli.doctor:doctor", "Check every host of a hostfile before a launch: one table, a verdict."),
 }
 

@@ -50,6 +50,7 @@ class ClusterContext:
     hang_timeout: float = 5.0  # seconds a rank may stay stopped before its agent kills it (0: never)
     heartbeat_timeout: float = 10.0  # seconds an agent may stay silent before its node counts as lost
     extra: dict[str, object] = field(default_factory=dict)  # engine-rendered transport arguments
+    interpreter: str = field(default_factory=lambda: sys.executable)  # the Python each node's torchrun runs on
 
     @property
     def world_size(self) -> int:
@@ -125,7 +126,7 @@ def python() -> str:
 def torchrun_argv(ctx: ClusterContext, node_rank: int | str, nproc: int) -> list[str]:
     """``python -m torch.distributed.run …`` for one node: static rendezvous, no restarts, flat per-rank logs
     (node rank may be a word the node's shell or pdsh fills in)."""
-    return [python(), "-m", TORCHRUN,
+    return [ctx.interpreter, "-m", TORCHRUN,
             f"--nnodes={len(ctx.slots)}", f"--nproc-per-node={nproc}", flag("--node-rank=", node_rank),
             f"--master-addr={ctx.master_addr}", f"--master-port={ctx.master_port}",
             "--max-restarts=0", "--monitor-interval=0.1", "--shutdown-timeout=5",

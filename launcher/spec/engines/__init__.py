@@ -52,6 +52,8 @@ class EngineSpec:
     native_config: bool = False  # the rendered config is the engine's own file format (ds_configs/)
     hf_flavour: bool = False  # render --hf (the Hugging Face Trainer's "auto" config) applies
     host_packages: tuple[str, ...] = ()  # packages every host needs beyond torch and DeepSpeed (preflight)
+    k8s_kinds: tuple[str, ...] = ("pytorchjob", "trainjob")  # Kubeflow jobs it runs as (the first: default)
+    k8s_runtime: str = "torch-distributed"  # the Kubeflow Trainer runtime a TrainJob of it references
     cpu_changes: Callable[[Strategy], list[CpuChange]] = _no_changes  # features a CPU has no kernel for
     missing_here: Callable[[], str | None] = _nothing_missing  # why it cannot run here (None: it can)
 

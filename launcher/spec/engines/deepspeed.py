@@ -27,5 +27,7 @@ SPEC = EngineSpec(
     config_flag="--deepspeed_config",  # what deepspeed.add_config_arguments / initialize(args=…) read
     native_config=True,
     hf_flavour=True,
+    k8s_kinds=("pytorchjob", "mpijob", "trainjob"),
+    k8s_runtime="deepspeed-distributed",  # DeepSpeed over MPI
     cpu_changes=cpu_changes,
 )

@@ -27,5 +27,6 @@ SPEC = EngineSpec(
     payload="launcher.payload.train.engines.horovod",
     local_launcher="horovodrun",
     host_packages=("horovod",),
+    k8s_kinds=("mpijob",),  # Horovod's ranks start under MPI
     missing_here=missing_here,
 )

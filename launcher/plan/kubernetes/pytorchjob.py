@@ -1,0 +1,54 @@
+"""PyTorchJob (``kubeflow.org/v1``, Training Operator): one torchrun per pod, the torchrun transport's line."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..transports.common import ClusterContext, torchrun_argv
+from .pods import PYTHON, RUN_DIR, Job, container, metadata, pod_template
+
+PORT = 23456  # the operator's default; it sets MASTER_PORT to it in every pod
+# The operator sets these in every pod; Kubernetes expands $(NAME) in a container's command.
+NODE_RANK, MASTER_ADDR, MASTER_PORT = "$(RANK)", "$(MASTER_ADDR)", "$(MASTER_PORT)"
+
+
+def build(job: Job) -> dict[str, Any]:
+    req = job.request
+    spec: dict[str, Any] = {"nprocPerNode": str(req.gpus_per_node), "pytorchReplicaSpecs": _replicas(job),
+                            "runPolicy": {"cleanPodPolicy": "Running"}}
+    if req.elastic:
+        low, high = req.elastic
+        spec["elasticPolicy"] = {"minReplicas": low, "maxReplicas": high, "rdzvBackend": "c10d", "maxRestarts": 3}
+    return {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob", "metadata": metadata(job), "spec": spec}
+
+
+def node_command(job: Job) -> list[str]:
+    """The line the torchrun transport prints per node, with the node's rank and the rendezvous from the
+    operator's env (elastic: torchrun reads the operator's PET_* rendezvous settings itself)."""
+    req = job.request
+    ctx = ClusterContext(totals={}, slots={f"node{i}": list(range(req.gpus_per_node)) for i in range(req.nodes)},
+                         command=job.command, env=job.env, run_dir=RUN_DIR, config_path="", strategy=job.name,
+                         engine=job.rendered.engine, master_addr=MASTER_ADDR, master_port=MASTER_PORT,
+                         rendezvous_host="", interpreter=PYTHON)
+    argv = torchrun_argv(ctx, NODE_RANK, req.gpus_per_node)
+    if req.elastic:
+        drop = ("--nnodes=", "--node-rank=", "--master-addr=", "--master-port=", "--max-restarts=")
+        argv = [a for a in argv if not a.startswith(drop)]
+    return argv
+
+
+def _replicas(job: Job) -> dict[str, Any]:
+    req, command = job.request, node_command(job)
+    worker = {"replicas": req.nodes - (0 if req.elastic else 1), "restartPolicy": "OnFailure",
+              "template": pod_template(job, [_pytorch(job, command)])}
+    if req.elastic:
+        return {"Worker": worker}
+    master = {"replicas": 1, "restartPolicy": "OnFailure", "template": pod_template(job, [_pytorch(job, command)])}
+    return {"Master": master, "Worker": worker} if req.nodes > 1 else {"Master": master}
+
+
+def _pytorch(job: Job, command: list[str]) -> dict[str, Any]:
+    spec = container(job, "pytorch", command, job.request.gpus_per_node)  # the operator requires this name
+    spec["ports"] = [{"name": "pytorchjob-port", "containerPort": PORT}]
+    return spec
+
