@@ -13,7 +13,7 @@ import pytest
 from launcher import entrypoints
 from launcher.errors import LaunchdeckError
 from launcher.node import probe
-from launcher.plan import prepare as launch
+from launcher.plan import prepare as planning
 from launcher.plan.prepare import prepare
 from launcher.plan.request import LaunchRequest
 from launcher.run import preflight
@@ -23,7 +23,7 @@ from launcher.spec.engines import horovod
 
 @pytest.fixture(autouse=True)
 def no_gpus(monkeypatch):
-    monkeypatch.setattr(launch, "visible_gpus", lambda: 0)
+    monkeypatch.setattr(planning, "visible_gpus", lambda: 0)
 
 
 def test_cpu_plan_runs_the_payload_through_torchrun(tmp_path):
@@ -69,7 +69,7 @@ def test_cpu_uses_torch_adam_unless_offloading(tmp_path):
 
 
 def test_gpus_decide_the_rank_count(monkeypatch, tmp_path):
-    monkeypatch.setattr(launch, "visible_gpus", lambda: 4)
+    monkeypatch.setattr(planning, "visible_gpus", lambda: 4)
     prepared = prepare(LaunchRequest("zero1", run_dir=str(tmp_path)))
     assert prepared.plan.world_size == 4 and "--cpu" not in prepared.plan.nodes[0].argv
     assert "torch_adam" not in prepared.rendered.config["optimizer"]["params"]

@@ -175,3 +175,12 @@ def test_reap_recognises_the_agent_by_its_entrypoint():
     from launcher.node import reap
 
     assert reap.AGENT == entrypoints.AGENT
+
+
+def test_every_package_is_installed():
+    """setup.cfg's ``packages = find:`` only sees folders with an __init__.py: every folder of modules has one."""
+    from setuptools import find_packages
+
+    found = set(find_packages(str(ROOT.parent), include=["launcher", "launcher.*"]))
+    folders = {module_name(path.parent / "__init__.py") for path in modules() if "__pycache__" not in path.parts}
+    assert folders <= found, sorted(folders - found)

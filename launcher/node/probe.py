@@ -60,7 +60,7 @@ def facts(port: int | None = None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse  # only as a program: launch imports this module for visible_gpus
+    import argparse  # only as a program: planning imports this module for visible_gpus
 
     parser = argparse.ArgumentParser(prog="python -m launcher.node.probe", description=__doc__.split("\n")[0])
     parser.add_argument("--port", type=int, help="also check that this TCP port is free")

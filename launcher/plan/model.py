@@ -35,7 +35,7 @@ class Command:
     ``stop`` says how it is asked to end: ``stdin`` closes its standard input (the agent at the other end
     of an ssh connection tears its node down), ``signal`` sends SIGTERM to its process group."""
 
-    name: str  # how reports name it: "ssh HOST", or the transport
+    name: str  # how reports name it: "ssh HOST", "torchrun", or the program that reaches every host
     argv: list[str]
     cwd: str
     env: dict[str, str] = field(default_factory=dict)

@@ -75,6 +75,9 @@ def _local_shape(req: LaunchRequest) -> _Shape:
     """This machine: one rank per visible GPU (or --nproc of them), else 2 CPU ranks."""
     if req.include or req.exclude:
         raise LaunchdeckError("--include/--exclude filter a --hostfile")
+    if req.master_addr:
+        raise LaunchdeckError("--master-addr applies across hosts (--hostfile or a scheduler); a job on this "
+                              "machine meets on 127.0.0.1")
     gpus = 0 if req.cpu else visible_gpus()
     nproc = req.nproc or gpus or DEFAULT_CPU_RANKS
     if gpus and nproc > gpus:

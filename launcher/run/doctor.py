@@ -4,7 +4,6 @@ through the chosen transport, run like any launch (with a run record), and one v
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +13,7 @@ from ..errors import LaunchdeckError
 from ..plan.prepare import Prepared, new_run_dir, prepare
 from ..plan.request import LaunchRequest
 from . import execute, preflight
-from .api import run
+from .api import CONSOLE_LOG, run
 from .preflight import HostCheck
 
 
@@ -53,9 +52,8 @@ def doctor(request: LaunchRequest, *, allreduce: bool = True) -> DoctorReport:
 
 def _allreduce(prepared: Prepared) -> AllreduceCheck:
     """The all-reduce job, run like any launch (its run record included), its console kept in the record."""
-    run_dir, console = Path(prepared.plan.run_dir), io.StringIO()
-    outcome = run(prepared, check_hosts=False, console=console)
-    (run_dir / "logs" / "console.log").write_text(console.getvalue(), encoding="utf-8")
+    run_dir = Path(prepared.plan.run_dir)
+    outcome = run(prepared, check_hosts=False, console=CONSOLE_LOG)
     result_path = run_dir / "allreduce.json"
     if outcome.returncode or not result_path.is_file():
         first = execute.report(outcome).splitlines()[0].removeprefix("launchdeck: ")

@@ -34,6 +34,8 @@ from .watch import Failure, Watch
 
 GRACE_S = 10.0  # from stop to SIGKILL: more than an agent's own teardown (5 s grace + 2 s + relays)
 REAP_TIMEOUT_S = 30.0
+POLL_S = 0.1  # how long the supervisor waits for output before it looks at exits, hosts and signals
+END_POLL_S = 0.005  # the same once a command's output has ended: its exit is seen at once (only we reap it)
 PUMP_S = 0.05  # the longest one pass over the output may take: signals and failures are acted on in between
 QUEUE_LINES = 10_000  # readers wait when this many lines are unhandled (a flood cannot eat the memory)
 PIPE_LINGER_S = 2.0  # a command that exited while orphans hold its pipe is done after this long
@@ -90,7 +92,7 @@ class Job:
                                     stdin=subprocess.PIPE if planned.stop == "stdin" else subprocess.DEVNULL,
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
             self.commands.append(Running(planned, proc))
-            threading.Thread(target=_read, args=(index, proc, self.lines), daemon=True).start()
+            threading.Thread(target=_read, args=(index, proc.stdout, self.lines), daemon=True).start()
 
     def stop(self, lost: set[str]) -> None:
         """Ask every command to end: close the control channel where there is one and its agent still
@@ -129,11 +131,9 @@ class Job:
         return codes[0] if codes else 0
 
 
-def _read(index: int, proc: subprocess.Popen, lines: queue.Queue) -> None:
-    """Queue the command's lines; at EOF, wait for its exit first, so the end is seen the moment it comes."""
-    for raw in iter(proc.stdout.readline, b""):
+def _read(index: int, stream: IO[bytes], lines: queue.Queue) -> None:
+    for raw in iter(stream.readline, b""):
         lines.put((index, raw.decode("utf-8", errors="replace")))
-    proc.wait()
     lines.put((index, None))
 
 
@@ -190,7 +190,8 @@ class _Console:
 
 def _supervise(job: Job, watch: Watch, signals: _Signals, out: _Console) -> None:
     while not all(c.done for c in job.commands):
-        _pump(job, watch, out, timeout=0.1)
+        ending = any(c.eof and not c.done for c in job.commands)  # its exit follows its EOF within moments
+        _pump(job, watch, out, timeout=END_POLL_S if ending else POLL_S)
         for command in job.finished():
             watch.on_exit(command.planned.agents, command.planned.name, command.proc.returncode,
                           list(command.tail))

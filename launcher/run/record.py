@@ -14,8 +14,9 @@ import json
 import os
 import re
 import subprocess
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,16 +53,20 @@ def write_inputs(plan: LaunchPlan, rendered: RenderedConfig) -> None:
 
 
 @contextlib.contextmanager
-def described(run_dir: Path, rendered: RenderedConfig, plan: LaunchPlan) -> Iterator[None]:
+def described(run_dir: Path, rendered: RenderedConfig, plan: LaunchPlan,
+              warn: Callable[[str], None]) -> Iterator[None]:
     """Write what describes the run (:func:`write_description`) in a thread while the body starts the job, so
-    the record costs the launch nothing; on leaving, wait for it and raise what it failed with."""
-    failed: list[BaseException] = []
+    the record costs the launch nothing. What needs a subprocess (git, the platform) is read first, here: the
+    job's teardown kills every process below the launcher. A write that fails is a warning, not the job's
+    failure (``warn`` gets one line once the body is done)."""
+    facts = {"platform": _platform(), "git_sha": _git_sha(Path(__file__).resolve().parents[2])}
+    failed: list[str] = []
 
     def write() -> None:
         try:
-            write_description(run_dir, rendered, plan)
-        except BaseException as exc:  # handed to the caller below
-            failed.append(exc)
+            write_description(run_dir, rendered, plan, facts)
+        except LaunchdeckError as exc:
+            failed.append(str(exc))
 
     thread = threading.Thread(target=write, name="run-record", daemon=True)
     thread.start()
@@ -69,18 +74,18 @@ def described(run_dir: Path, rendered: RenderedConfig, plan: LaunchPlan) -> Iter
         yield
     finally:
         thread.join()
-    if failed:
-        raise failed[0]
+    for problem in failed:
+        warn(f"launchdeck: warning: the run record is incomplete: {problem}")
 
 
-def write_description(run_dir: Path, rendered: RenderedConfig, plan: LaunchPlan) -> None:
+def write_description(run_dir: Path, rendered: RenderedConfig, plan: LaunchPlan, facts: dict[str, str | None]) -> None:
     """The resolved strategy, the plan, the env the ranks see (secrets redacted), the versions."""
     strategy_yaml = yaml.safe_dump(schema.dump(rendered.strategy), sort_keys=False)
     write_atomic(run_dir / "strategy.yaml", strategy_yaml)
     write_atomic(run_dir / "plan.json", plan.to_json())
     env = {**{k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIXES)}, **plan.nodes[0].env}
     write_atomic(run_dir / "env.json", json.dumps(redact(env), indent=2, sort_keys=True) + "\n")
-    write_atomic(run_dir / "versions.json", json.dumps(versions(), indent=2) + "\n")
+    write_atomic(run_dir / "versions.json", json.dumps(versions(facts), indent=2) + "\n")
 
 
 def write_outcome(run_dir: Path, outcome: Any) -> None:
@@ -91,14 +96,18 @@ def redact(env: dict[str, str]) -> dict[str, str]:
     return {k: ("<redacted>" if SECRET.search(k) else v) for k, v in env.items()}
 
 
-def versions() -> dict[str, str | None]:
-    """Installed versions (read from package metadata: nothing heavy is imported) and the git SHA."""
-    import platform  # written while the job starts (see described): kept off the launch's import path
-
-    found: dict[str, str | None] = {"python": platform.python_version(), "platform": platform.platform()}
+def versions(facts: dict[str, str | None]) -> dict[str, str | None]:
+    """Python and the installed packages (read from package metadata: nothing heavy is imported), then
+    ``facts`` (the platform and the git SHA, read before the start)."""
+    found: dict[str, str | None] = {"python": ".".join(map(str, sys.version_info[:3]))}
     found.update({name: probe.version(name) for name in PACKAGES})
-    found["git_sha"] = _git_sha(Path(__file__).resolve().parents[2])
-    return found
+    return {**found, **facts}
+
+
+def _platform() -> str:
+    import platform  # ~2 ms of import, and a `uname -p`: only for the record
+
+    return platform.platform()
 
 
 def _git_sha(repo: Path) -> str | None:

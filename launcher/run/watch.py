@@ -1,6 +1,6 @@
 """What the launcher knows about a running job: which agents answer, and every failure it has seen.
 
-Fed by agent events (launcher.events) and by the exits of the launcher's own commands; decides
+Fed by agent events (launcher.node.events) and by the exits of the launcher's own commands; decides
 nothing about processes. The first failure is the one that happened first on the hosts' clocks (an
 agent stamps when a rank ended), not the first one reported: when a rank dies, its peers on other
 hosts fail a moment later with "connection reset", and their reports can arrive sooner.
@@ -50,7 +50,7 @@ class Watch:
     Once ``frozen`` (the user interrupted), nothing that dies afterwards counts as a failure."""
 
     plan: LaunchPlan
-    tag: str = field(init=False)  # this run's event tag (launcher.events)
+    tag: str = field(init=False)  # this run's event tag (launcher.node.events)
     hosts: dict[str, str] = field(init=False)  # agent id -> host
     rank_hosts: dict[int, str] = field(init=False)
     seen: dict[str, float] = field(default_factory=dict)  # agent id -> monotonic time last heard

@@ -222,7 +222,7 @@ def rank_agents(nodes: list[NodePlan]) -> dict[str, str]:
     return {events.rank_id(rank): node.host for node in nodes for rank in node.ranks}
 
 
-def one_command(ctx: ClusterContext, name: str, argv: list[str], agents: dict[str, str]) -> Command:
+def one_command(name: str, argv: list[str], agents: dict[str, str]) -> Command:
     """The single local process of a transport that reaches every host itself (pdsh, mpirun, srun, …)."""
     return Command(name, argv, os.getcwd(), agents=list(agents))
 

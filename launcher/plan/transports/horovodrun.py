@@ -29,5 +29,5 @@ def plan_horovodrun(ctx: ClusterContext) -> LaunchPlan:
     env_argv = ["env", *(f"{k}={v}" for k, v in sorted({**ctx.env, **rendezvous}.items())), *argv]  # it forwards env
     nodes = rank_nodes(ctx, rendezvous)
     agents = rank_agents(nodes)
-    return make_plan(ctx, "horovodrun", nodes, [one_command(ctx, "horovodrun", env_argv, agents)], agents,
+    return make_plan(ctx, "horovodrun", nodes, [one_command("horovodrun", env_argv, agents)], agents,
                      remote_shell=remote_shell(ctx))

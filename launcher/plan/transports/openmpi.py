@@ -35,5 +35,5 @@ def plan_openmpi(ctx: ClusterContext) -> LaunchPlan:
     argv += rank_argv(ctx)
     nodes = rank_nodes(ctx, rendezvous_env(ctx))
     agents = rank_agents(nodes)
-    return make_plan(ctx, "openmpi", nodes, [one_command(ctx, "openmpi", argv, agents)], agents,
+    return make_plan(ctx, "openmpi", nodes, [one_command("openmpi", argv, agents)], agents,
                      {hostfile_path(ctx): hostfile_text(ctx)}, remote_shell=remote_shell(ctx))

@@ -35,7 +35,7 @@ def plan_slurm(ctx: ClusterContext) -> LaunchPlan:
             "--ntasks-per-node=1", f"--cpus-per-task={node_cpus()}", "--export=ALL", "--label", "sh", "-c", line]
     nodes = torchrun_nodes(ctx, lambda index, host: agent_argv(ctx, f"--node={index}"))
     agents = node_agents(nodes)
-    return make_plan(ctx, "slurm", nodes, [one_command(ctx, "slurm", argv, agents)], agents)
+    return make_plan(ctx, "slurm", nodes, [one_command("slurm", argv, agents)], agents)
 
 
 def node_cpus() -> int:

@@ -57,5 +57,5 @@ def plan_pdsh(ctx: ClusterContext) -> LaunchPlan:
     argv = ["env", "PDSH_RCMD_TYPE=ssh", f"PDSH_SSH_ARGS_APPEND={ssh_args}", "pdsh", "-S", "-f", "1024",
             "-w", ",".join(ctx.names), remote_command(nodes[0].cwd, env, template)]
     agents = node_agents(nodes)
-    return make_plan(ctx, "pdsh", nodes, [one_command(ctx, "pdsh", argv, agents)], agents,
+    return make_plan(ctx, "pdsh", nodes, [one_command("pdsh", argv, agents)], agents,
                      remote_shell=remote_shell(ctx))

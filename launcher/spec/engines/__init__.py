@@ -19,7 +19,6 @@ from ...errors import StrategyError
 if TYPE_CHECKING:
     from ..strategy import Strategy
 
-Device = Literal["cpu", "gpu"]
 CpuChange = tuple[str, str]  # (--set override, why): what a CPU run changes, and the notice it prints
 
 
