@@ -25,7 +25,8 @@ def launch_line(job: Job) -> list[str]:
     """``mpirun`` over the operator's hostfile (``OMPI_MCA_orte_default_hostfile``): every rank runs the
     command with the job's env, the engine's own settings env (Horovod's) and a rendezvous for torch."""
     env = {**job.env, **job.rendered.config.get("env", {}), **rendezvous(job)}
-    argv = ["mpirun", "-np", str(job.world_size), "--map-by", "slot", "--bind-to", "none"]
+    argv = ["mpirun", "-np", str(job.world_size), "--map-by", "slot", "--bind-to", "none",
+            "--allow-run-as-root"]  # many training images run as root; a no-op for any other user
     for name, value in sorted(env.items()):
         argv += ["-x", f"{name}={value}"]  # mpirun passes the value itself: no shell sees it
     return [*argv, PYTHON, "-u", *job.command]
