@@ -184,15 +184,20 @@ def agent_argv(ctx: ClusterContext, *mode: str) -> list[str]:
             f"--heartbeat-timeout={ctx.heartbeat_timeout:g}", "--"]
 
 
-def torchrun_nodes(ctx: ClusterContext, agent: Callable[[int, str], list[str]] | None = None) -> list[NodePlan]:
-    """One torchrun per node (ssh, pdsh, slurm, per-node torchrun), node rank = its index.
+Agent = Callable[[int | str, str], list[str]]  # (node index, host) -> the agent arguments a node's torchrun runs under
 
-    ``agent(index, host)``: the agent arguments each node's torchrun runs under (none: bare torchrun)."""
-    cwd, nodes = os.getcwd(), []
-    for index, host, ranks in rank_spans(ctx):
-        argv = [*(agent(index, host) if agent else []), *torchrun_argv(ctx, index, len(ranks))]
-        nodes.append(NodePlan(host, argv, cwd, python(), node_env(ctx, host), ranks))
-    return nodes
+
+def node_argv(ctx: ClusterContext, agent: Agent | None, index: int | str, host: str, nproc: int) -> list[str]:
+    """One node's line: its agent (none: bare torchrun) around its torchrun. ``index`` and ``host`` may be
+    words a shell or pdsh fills in on the node (``$SLURM_NODEID``, ``%n``, ``%h``)."""
+    return [*(agent(index, host) if agent else []), *torchrun_argv(ctx, index, nproc)]
+
+
+def torchrun_nodes(ctx: ClusterContext, agent: Agent | None = None) -> list[NodePlan]:
+    """One torchrun per node (ssh, pdsh, slurm, per-node torchrun), node rank = its index."""
+    cwd = os.getcwd()
+    return [NodePlan(host, node_argv(ctx, agent, index, host, len(ranks)), cwd, python(), node_env(ctx, host), ranks)
+            for index, host, ranks in rank_spans(ctx)]
 
 
 def rank_nodes(ctx: ClusterContext, extra_env: dict[str, str] | None = None) -> list[NodePlan]:

@@ -15,10 +15,10 @@ from .common import (
     flag,
     make_plan,
     node_agents,
+    node_argv,
     one_command,
     python,
     remote_command,
-    torchrun_argv,
     torchrun_nodes,
 )
 
@@ -28,12 +28,14 @@ NODE_ID = ShellWord("SLURM_NODEID")  # expanded by each node's shell: the only u
 def plan_slurm(ctx: ClusterContext) -> LaunchPlan:
     """``srun --kill-on-bad-exit=1``: one rank failing ends the step on every node."""
     nproc = len(next(iter(ctx.slots.values())))
-    per_node = [*agent_argv(ctx, flag("--node=", NODE_ID)), *torchrun_argv(ctx, NODE_ID, nproc)]
-    line = remote_command(os.getcwd(), ctx.env, per_node)
+    def agent(index: int | str, host: str) -> list[str]:
+        return agent_argv(ctx, flag("--node=", index))
+
+    line = remote_command(os.getcwd(), ctx.env, node_argv(ctx, agent, NODE_ID, "", nproc))
     # --ntasks too: srun would otherwise take the allocation's SLURM_NTASKS (every rank) and refuse the step
     argv = ["srun", "--kill-on-bad-exit=1", f"--nodes={len(ctx.slots)}", f"--ntasks={len(ctx.slots)}",
             "--ntasks-per-node=1", f"--cpus-per-task={node_cpus()}", "--export=ALL", "--label", "sh", "-c", line]
-    nodes = torchrun_nodes(ctx, lambda index, host: agent_argv(ctx, f"--node={index}"))
+    nodes = torchrun_nodes(ctx, agent)
     agents = node_agents(nodes)
     return make_plan(ctx, "slurm", nodes, [one_command("slurm", argv, agents)], agents)
 

@@ -9,9 +9,9 @@ from .common import (
     agent_argv,
     make_plan,
     node_agents,
+    node_argv,
     one_command,
     remote_command,
-    torchrun_argv,
     torchrun_nodes,
 )
 
@@ -47,12 +47,15 @@ def plan_pdsh(ctx: ClusterContext) -> LaunchPlan:
     if len({tuple(s) for s in ctx.slots.values()}) > 1:
         raise LaunchdeckError("--launcher pdsh runs one command on every host, so every host needs the same "
                               "slots; use --launcher ssh for uneven hosts")
-    nodes = torchrun_nodes(ctx, lambda index, host: agent_argv(ctx, f"--node={index}", f"--host={host}"))
+    def agent(index: int | str, host: str) -> list[str]:
+        return agent_argv(ctx, f"--node={index}", f"--host={host}")
+
+    nodes = torchrun_nodes(ctx, agent)
     env = nodes[0].env
     if any("%" in v for v in env.values()):
         raise LaunchdeckError("pdsh rewrites %h/%u/%n inside commands; an --env value contains '%' "
                               "(use --launcher ssh)")
-    template = [*agent_argv(ctx, "--node=%n", "--host=%h"), *torchrun_argv(ctx, "%n", len(nodes[0].ranks))]
+    template = node_argv(ctx, agent, "%n", "%h", len(nodes[0].ranks))  # what pdsh runs: it fills in %n, %h
     ssh_args = " ".join(ssh_options(ctx.ssh_port, ctx.ssh_key))
     argv = ["env", "PDSH_RCMD_TYPE=ssh", f"PDSH_SSH_ARGS_APPEND={ssh_args}", "pdsh", "-S", "-f", "1024",
             "-w", ",".join(ctx.names), remote_command(nodes[0].cwd, env, template)]
