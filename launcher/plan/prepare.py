@@ -20,7 +20,7 @@ from ..spec import engines
 from ..spec.catalog import load_strategy
 from ..spec.strategy import Strategy
 from .model import LaunchPlan
-from .request import LaunchRequest
+from .request import LaunchRequest, with_steps
 from .resume import find_resume_source
 from .transports import common, planner
 
@@ -97,7 +97,7 @@ def _cluster_shape(req: LaunchRequest, transport: str) -> _Shape:
 
 
 def _strategy(req: LaunchRequest, cpu: bool) -> tuple[Strategy, list[str]]:
-    overrides = list(req.overrides) + ([f"training.steps={req.steps}"] if req.steps else [])
+    overrides = with_steps(req.overrides, req.steps)
     strategy = load_strategy(req.strategy, overrides)
     adaptations = cpu_adaptations(strategy) if cpu else []
     if adaptations:

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+
+
+def with_steps(overrides: Iterable[str], steps: int | None) -> list[str]:
+    """``--set`` entries, then ``--steps`` as ``training.steps`` (a flag beats the YAML, applied last)."""
+    return [*overrides, *([f"training.steps={steps}"] if steps else [])]
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from ...render import Cluster, render
 from ...spec import engines
 from ...spec.catalog import load_strategy
 from ..prepare import rank_command
-from ..request import LaunchRequest
+from ..request import LaunchRequest, with_steps
 from .pods import CONFIG_PATH, RUN_DIR, Job, K8sRequest, check_request, config_map
 
 __all__ = ["KINDS", "K8sRequest", "manifests"]
@@ -26,7 +26,7 @@ KINDS = ("pytorchjob", "mpijob", "trainjob")
 
 def manifests(req: K8sRequest) -> list[dict[str, Any]]:
     """The ConfigMap and the job for ``req`` (the job's kind: ``req.kind`` or the engine's first)."""
-    strategy = load_strategy(req.strategy, [*req.overrides, *([f"training.steps={req.steps}"] if req.steps else [])])
+    strategy = load_strategy(req.strategy, with_steps(req.overrides, req.steps))
     spec = engines.get(strategy.engine)
     kind = req.kind or next(iter(spec.k8s_kinds), "pytorchjob")
     if kind not in spec.k8s_kinds:

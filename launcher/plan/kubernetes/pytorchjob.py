@@ -22,23 +22,20 @@ def build(job: Job) -> dict[str, Any]:
     return {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob", "metadata": metadata(job), "spec": spec}
 
 
-def node_command(job: Job) -> list[str]:
-    """The line the torchrun transport prints per node, with the node's rank and the rendezvous from the
-    operator's env (elastic: torchrun reads the operator's PET_* rendezvous settings itself)."""
+def node_command(job: Job, node_rank: str | None) -> list[str]:
+    """The line the torchrun transport prints per node, with ``node_rank`` and the rendezvous from the
+    operator's env (None: torchrun reads the whole rendezvous from the operator's PET_* variables)."""
     req = job.request
     ctx = ClusterContext(totals={}, slots={f"node{i}": list(range(req.gpus_per_node)) for i in range(req.nodes)},
                          command=job.command, env=job.env, run_dir=RUN_DIR, config_path="", strategy=job.name,
                          engine=job.rendered.engine, master_addr=MASTER_ADDR, master_port=MASTER_PORT,
                          rendezvous_host="", interpreter=PYTHON)
-    argv = torchrun_argv(ctx, NODE_RANK, req.gpus_per_node)
-    if req.elastic:
-        drop = ("--nnodes=", "--node-rank=", "--master-addr=", "--master-port=", "--max-restarts=")
-        argv = [a for a in argv if not a.startswith(drop)]
-    return argv
+    return torchrun_argv(ctx, node_rank, req.gpus_per_node)
 
 
 def _replicas(job: Job) -> dict[str, Any]:
-    req, command = job.request, node_command(job)
+    req = job.request
+    command = node_command(job, None if req.elastic else NODE_RANK)  # elastic: the operator's c10d rendezvous
     worker = {"replicas": req.nodes - (0 if req.elastic else 1), "restartPolicy": "OnFailure",
               "template": pod_template(job, [_pytorch(job, command)])}
     if req.elastic:

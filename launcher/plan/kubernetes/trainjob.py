@@ -37,10 +37,9 @@ def runtime_and_line(job: Job) -> tuple[str, list[str]]:
 
 
 def _torchrun(job: Job) -> list[str]:
-    """torchrun's line without the rendezvous flags: it reads the runtime's PET_NNODES, PET_NODE_RANK,
-    PET_MASTER_ADDR and PET_MASTER_PORT itself."""
-    drop = ("--nnodes=", "--node-rank=", "--master-addr=", "--master-port=")
-    return [a for a in node_command(job) if not a.startswith(drop)]
+    """torchrun's line with the rendezvous left to the runtime's PET_NNODES, PET_NODE_RANK, PET_MASTER_ADDR
+    and PET_MASTER_PORT."""
+    return node_command(job, None)
 
 
 RUNTIMES = {"torch-distributed": _torchrun, "deepspeed-distributed": launch_line}  # runtime -> its line

@@ -123,15 +123,23 @@ def python() -> str:
     return sys.executable
 
 
-def torchrun_argv(ctx: ClusterContext, node_rank: int | str, nproc: int) -> list[str]:
-    """``python -m torch.distributed.run …`` for one node: static rendezvous, no restarts, flat per-rank logs
-    (node rank may be a word the node's shell or pdsh fills in)."""
-    return [ctx.interpreter, "-m", TORCHRUN,
-            f"--nnodes={len(ctx.slots)}", f"--nproc-per-node={nproc}", flag("--node-rank=", node_rank),
-            f"--master-addr={ctx.master_addr}", f"--master-port={ctx.master_port}",
-            "--max-restarts=0", "--monitor-interval=0.1", "--shutdown-timeout=5",
+def torchrun_argv(ctx: ClusterContext, node_rank: int | str | None, nproc: int) -> list[str]:
+    """``python -m torch.distributed.run …`` for one node: static rendezvous, no restarts, flat per-rank logs.
+
+    ``node_rank`` may be a word the node's shell or pdsh fills in; None leaves the rendezvous (node count and
+    rank, master, restarts) to the environment: torchrun reads ``PET_*`` for every flag not given, as a
+    Kubernetes operator sets them."""
+    return [ctx.interpreter, "-m", TORCHRUN, *_rendezvous_flags(ctx, node_rank), f"--nproc-per-node={nproc}",
+            "--monitor-interval=0.1", "--shutdown-timeout=5",
             f"--log-dir={os.path.join(ctx.run_dir, 'logs')}", "--logs-specs=launchdeck", "--redirects=3",
             "--tee=3", "--local-ranks-filter=0", *ctx.command]
+
+
+def _rendezvous_flags(ctx: ClusterContext, node_rank: int | str | None) -> list[str]:
+    if node_rank is None:
+        return []
+    return [f"--nnodes={len(ctx.slots)}", flag("--node-rank=", node_rank), f"--master-addr={ctx.master_addr}",
+            f"--master-port={ctx.master_port}", "--max-restarts=0"]
 
 
 def flag(name: str, value: int | str) -> str:
