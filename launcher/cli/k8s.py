@@ -6,8 +6,8 @@ import click
 import yaml
 
 from ..files import write_atomic
-from ..payload.train.model import PRESETS  # torch is imported inside its functions only
 from ..plan.kubernetes import KINDS, K8sRequest, manifests
+from ..spec.models import PRESETS
 from .options import overrides_from, strategy_overrides
 
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import click
 
-from ..payload.train.model import PRESETS  # torch is imported inside its functions only
 from ..plan.request import LaunchRequest
+from ..spec.models import PRESETS
 from .options import cluster_options, overrides_from, strategy_overrides
 
 
@@ -42,6 +42,8 @@ from .options import cluster_options, overrides_from, strategy_overrides
 @click.option("--check", is_flag=True, help="With --dry-run: also check the config with DeepSpeed's parser.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (commands, env, rendezvous) and start nothing.")
 @click.option("--json", "as_json", is_flag=True, help="With --dry-run: the plan as JSON.")
+@click.option("--measure-memory", is_flag=True, help="Measure each rank's memory in the second step (peak, "
+              "params, grads, optimizer, activations, buffers) into result.json; compare: launchdeck estimate.")
 @click.option("--crash-at", metavar="RANK:STEP", hidden=True, help="Fault drill: RANK exits 17 before STEP.")
 def launch(name: str, script: tuple[str, ...], sets: tuple[str, ...], micro_batch: int | None, grad_accum: int | None,
            precision: str | None, cluster: dict, no_preflight: bool, check: bool, dry_run: bool, as_json: bool,

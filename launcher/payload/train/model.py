@@ -2,29 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-VOCAB_SIZE = 256  # bytes
-
-
-@dataclass(frozen=True)
-class Preset:
-    """A named model size: the Llama config's shape and its default sequence length."""
-
-    hidden: int
-    layers: int
-    heads: int
-    kv_heads: int
-    intermediate: int
-    seq_len: int
-
-
-PRESETS = {
-    "tiny": Preset(hidden=192, layers=4, heads=6, kv_heads=6, intermediate=512, seq_len=128),  # ~1.9 M params
-    "125m": Preset(hidden=768, layers=12, heads=12, kv_heads=12, intermediate=2048, seq_len=1024),
-    "350m": Preset(hidden=1024, layers=24, heads=16, kv_heads=16, intermediate=2816, seq_len=1024),
-    "1b": Preset(hidden=2048, layers=22, heads=32, kv_heads=4, intermediate=5632, seq_len=2048),
-}
+from ...spec.models import PRESETS, VOCAB_SIZE
 
 
 def llama_config(preset: str, seq_len: int | None = None):
