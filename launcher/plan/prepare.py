@@ -161,6 +161,7 @@ def payload_command(req: LaunchRequest, rendered: RenderedConfig, run_dir: str, 
                "--steps", str(s.training.steps), "--log-interval", str(s.training.log_interval),
                "--model", req.model, "--run-dir", run_dir, "--save-every", str(req.save_every)]
     command += ["--cpu"] if cpu else []
+    command += ["--measure-memory"] if req.measure_memory else []
     for flag, value in (("--data", req.data), ("--seq-len", req.seq_len), ("--crash-at", req.crash_at)):
         if value is not None:
             command += [flag, str(value)]

@@ -31,6 +31,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--save-every", type=int, default=0, help="checkpoint every K steps (0: only at the end)")
     p.add_argument("--ckpt-dir", help="where checkpoints go (default: RUN_DIR/checkpoints)")
     p.add_argument("--resume-from", help="a checkpoint root (or run directory) to continue from")
+    p.add_argument("--measure-memory", action="store_true",
+                   help="measure the second step's memory per rank (MemTracker) into result.json 'memory'")
     p.add_argument("--crash-at", metavar="RANK:STEP", help="fault drill: RANK exits with code 17 before STEP")
     return p.parse_args(argv)
 

@@ -46,15 +46,21 @@ def _read(file: Path) -> bytes:
     return file.read_bytes()
 
 
+def token_ids(corpus: np.ndarray) -> torch.Tensor:
+    """The corpus as int64 token ids (bytes are the vocabulary), on the CPU."""
+    return torch.from_numpy(corpus.astype(np.int64))
+
+
 class Batches:
     """Random windows of ``seq_len + 1`` bytes; inputs and next-token labels."""
 
-    def __init__(self, corpus: np.ndarray, seq_len: int, micro_batch: int, seed: int, dp_rank: int):
-        self.tokens = torch.from_numpy(corpus.astype(np.int64))
+    def __init__(self, corpus: np.ndarray | torch.Tensor, seq_len: int, micro_batch: int, seed: int, dp_rank: int):
+        self.tokens = corpus if isinstance(corpus, torch.Tensor) else token_ids(corpus)
         self.seq_len, self.micro_batch, self.seed, self.dp_rank = seq_len, micro_batch, seed, dp_rank
 
     def get(self, step: int, micro: int) -> tuple[torch.Tensor, torch.Tensor]:
         generator = torch.Generator().manual_seed(hash((self.seed, step, micro, self.dp_rank)) & (2**63 - 1))
         starts = torch.randint(0, len(self.tokens) - self.seq_len - 1, (self.micro_batch,), generator=generator)
-        windows = torch.stack([self.tokens[s:s + self.seq_len + 1] for s in starts.tolist()])
+        # one gather, no views: a view of the corpus would count the whole corpus as a rank's activations
+        windows = self.tokens[starts[:, None] + torch.arange(self.seq_len + 1)]
         return windows[:, :-1], windows[:, 1:]

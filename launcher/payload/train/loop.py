@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -12,7 +13,8 @@ from pathlib import Path
 
 from ...files import write_atomic
 from . import checkpoint, engines, runtime
-from .data import Batches, load_corpus
+from .data import Batches, load_corpus, token_ids
+from .memory import MEASURED_STEP, MemoryProbe
 from .metrics import Meter
 from .model import PRESETS, build_model, count_parameters
 
@@ -24,7 +26,7 @@ class Context:
     """What engines need besides the config: where they run and how to get their data."""
 
     runtime: runtime.Runtime
-    corpus: object
+    corpus: object  # token ids, shared by every engine's batches
     seq_len: int
     micro_batch: int
     seed: int
@@ -46,7 +48,9 @@ def train(args, started: float) -> int:
     config = json.loads(Path(args.config).read_text())
     shape = module.shape(config)
     context = _context(args, shape, rt)
-    engine = module.create(config, build_model(args.model, context.seq_len, args.seed), context)
+    probe = MemoryProbe(rt.device) if args.measure_memory else None
+    with probe.building() if probe else contextlib.nullcontext():
+        engine = module.create(config, build_model(args.model, context.seq_len, args.seed), context)
     start = _resume(engine, args.resume_from, rt) if args.resume_from else 0
     tokens_per_step = shape.global_batch * context.seq_len
     meter = Meter(args.steps, tokens_per_step, args.log_interval, rt.device, started, verbose=rt.is_main)
@@ -60,11 +64,13 @@ def train(args, started: float) -> int:
         if crash == (rt.rank, step):
             print(f"fault drill: rank {rt.rank} exits with {CRASH_EXIT_CODE} before step {step + 1}", flush=True)
             os._exit(CRASH_EXIT_CODE)
-        meter.update(step, engine.train_step(step), engine.lr())
+        with _measuring(probe, engine, step - start):
+            loss = engine.train_step(step)
+        meter.update(step, loss, engine.lr())
         done = step + 1
         if (args.save_every and done % args.save_every == 0) or done == args.steps:
             save(engine, ckpt_root, done, rt, comm)
-    _finish(args, engine, meter, rt, start, comm)
+    _finish(args, engine, meter, rt, start, comm, probe)
     return 0
 
 
@@ -94,7 +100,15 @@ def _resume(engine, source: str, rt: runtime.Runtime) -> int:
 
 def _context(args, shape: engines.TrainShape, rt: runtime.Runtime) -> Context:
     seq_len = args.seq_len or PRESETS[args.model].seq_len
-    return Context(rt, load_corpus(args.data), seq_len, shape.micro_batch, args.seed, shape.activation_checkpointing)
+    tokens = token_ids(load_corpus(args.data))  # made before any memory is measured: it stays on the CPU
+    return Context(rt, tokens, seq_len, shape.micro_batch, args.seed, shape.activation_checkpointing)
+
+
+def _measuring(probe: MemoryProbe | None, engine, done: int) -> contextlib.AbstractContextManager:
+    """The memory probe's steps: tracked up to the measured one, untracked after it (no cost to throughput)."""
+    if probe is None or done > MEASURED_STEP:
+        return contextlib.nullcontext()
+    return probe.step(engine.module, measured=done == MEASURED_STEP)
 
 
 def _crash_plan(text: str | None) -> tuple[int, int] | None:
@@ -104,7 +118,9 @@ def _crash_plan(text: str | None) -> tuple[int, int] | None:
     return int(rank), int(step) - 1
 
 
-def _finish(args, engine, meter: Meter, rt: runtime.Runtime, start: int, comm) -> None:
+def _finish(args, engine, meter: Meter, rt: runtime.Runtime, start: int, comm,
+            probe: MemoryProbe | None) -> None:
+    memory = comm.gather(probe.report()) if probe else None
     digests = comm.gather(engine.digest())
     hosts = comm.gather(socket.gethostname())  # where each rank ran: proof a multi-host job really spread
     identical = len(set(digests)) == 1 if engine.identical_replicas else None
@@ -120,6 +136,8 @@ def _finish(args, engine, meter: Meter, rt: runtime.Runtime, start: int, comm) -
         "params_identical": identical,
         "finite": all(math.isfinite(x) for x in summary["losses"]),
     }
+    if memory:
+        result["memory"] = {**{key: max(rank[key] for rank in memory) for key in memory[0]}, "ranks": memory}
     print(f"launchdeck: done: loss {result['loss_first']:.4f} → {result['loss_last']:.4f}, "
           f"{result['steps_per_s']:.2f} steps/s, {result['tokens_per_s']:,.0f} tokens/s", flush=True)
     if args.run_dir:
