@@ -81,7 +81,8 @@ def test_every_command_has_help_with_an_example(cli, command):
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["render", "zero3", "--world-size", "8"], ["strategies"],
-                                  ["show", "zeropp"], ["render", "horovod", "-n", "8"]])
+                                  ["show", "zeropp"], ["render", "horovod", "-n", "8"],
+                                  ["estimate", "--all", "--model", "1b", "-n", "64", "--gpu-memory", "80GiB"]])
 def test_fast_paths_import_no_torch(argv):
     probe = ("import sys; from launcher.cli import main\n"
              "try:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"

@@ -22,10 +22,11 @@ ALLOWED = {
     "spec": set(),
     "cluster": set(),
     "render": {"spec"},
+    "estimate": {"spec", "render"},
     "plan": {"spec", "render", "cluster", "node"},
     "run": {"spec", "render", "cluster", "node", "plan"},
     "payload": {"spec", "node"},
-    "cli": {"spec", "render", "cluster", "node", "plan", "run", "payload"},
+    "cli": {"spec", "render", "estimate", "cluster", "node", "plan", "run", "payload"},
 }
 FRAMEWORKS = {"torch", "deepspeed", "horovod", "transformers", "accelerate", "ray", "numpy"}
 # Outside the torch side, only DeepSpeed's own config parser (the render layer's oracle), inside a function.

@@ -17,6 +17,8 @@ COMMANDS = {
     "strategies": ("launcher.cli.strategies:strategies", "List the catalog's strategies: name, engine, description."),
     "show": ("launcher.cli.show:show", "Print a strategy after `extends` and overrides, as YAML."),
     "render": ("launcher.cli.render:render", "Render a strategy into DeepSpeed JSON / Horovod / DDP settings."),
+    "estimate": ("launcher.cli.estimate:estimate_command", "Per-rank memory of a strategy (or all) for a model, "
+                 "and whether it fits."),
     "launch": ("launcher.cli.launch:launch", "Train a strategy (payload or your script) and keep a run record."),
     "hostfile": ("launcher.cli.hostfile:hostfile", "Write, convert and check hostfiles."),
     "slurm": ("launcher.cli.slurm:slurm", "Print an sbatch script that trains a strategy."),

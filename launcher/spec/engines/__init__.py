@@ -45,6 +45,7 @@ class EngineSpec:
     defaults: dict[str, Any] = field(default_factory=dict)  # section -> value filled in when absent
     payload: str | None = None  # the payload's engine module (comm, shape, create); None: scripts only
     checker: str | None = None  # "module:function" (RenderedConfig) -> None: the engine's own config parser
+    estimator: str | None = None  # "module:function" (RenderedConfig, Workload) -> Breakdown: memory per rank
     backends: dict[str, str] = field(default_factory=lambda: {"cpu": "gloo", "gpu": "nccl"})
     local_launcher: Literal["torchrun", "horovodrun"] = "torchrun"  # how it starts on one machine
     config_flag: str | None = None  # appended with the config's path to a user's script (unless present)

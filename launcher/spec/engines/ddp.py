@@ -9,6 +9,7 @@ SPEC = EngineSpec(
     name="ddp",
     description="torch DistributedDataParallel",
     renderer="launcher.render.ddp:render",
+    estimator="launcher.estimate.dataparallel:ddp",
     sections=frozenset({"ddp"}),
     defaults={"ddp": DDP()},
     payload="launcher.payload.train.engines.ddp",

@@ -20,6 +20,7 @@ SPEC = EngineSpec(
     name="deepspeed",
     description="DeepSpeed ZeRO 0-3, offload, ZeRO++ and pipeline parallelism",
     renderer="launcher.render.deepspeed:render",
+    estimator="launcher.estimate.deepspeed:estimate",
     sections=frozenset({"zero", "pipeline", "deepspeed"}),
     defaults={"zero": Zero()},
     payload="launcher.payload.train.engines.deepspeed",

@@ -22,6 +22,7 @@ SPEC = EngineSpec(
     name="horovod",
     description="Horovod allreduce with Tensor Fusion (gloo or MPI controller)",
     renderer="launcher.render.horovod:render",
+    estimator="launcher.estimate.dataparallel:horovod",
     sections=frozenset({"horovod"}),
     defaults={"horovod": Horovod()},
     payload="launcher.payload.train.engines.horovod",
