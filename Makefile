@@ -19,7 +19,7 @@ SMOKE_STEPS ?= 12
 # Debian packages the multi-host and Slurm tests run for real (fake hosts need root: network namespaces).
 SYSTEM_PACKAGES := iproute2 openssh-server openssh-client pdsh openmpi-bin slurm-wlm munge procps
 
-.PHONY: install horovod system-deps test lint configs launch smoke bench bench-overhead bench-cluster clean help
+.PHONY: install horovod system-deps test lint configs launch smoke bench bench-overhead bench-memory bench-cluster clean help
 
 help:
 	@echo "make install   create $(VENV) with pinned torch/deepspeed/transformers and launchdeck (editable)"
@@ -32,6 +32,7 @@ help:
 	@echo "make smoke     every strategy for a few steps on 2 CPU ranks, one table"
 	@echo "make bench     launch overhead vs torchrun and steps/s per strategy -> runs/bench-*/report.md"
 	@echo "make bench-overhead  launchdeck vs torchrun --standalone on a trivial 2-rank job: median ratio of pairs, 3 rounds"
+	@echo "make bench-memory    launchdeck estimate vs memory measured per rank (MemTracker), every strategy; MODELS, WORLDS, SEQ_LEN"
 	@echo "make bench-cluster  (root) every transport across 2 fake hosts, teardown times, Slurm -> runs/bench-cluster-*/"
 
 install: $(STAMP)
@@ -76,6 +77,9 @@ bench: $(STAMP)
 
 bench-overhead: $(STAMP)
 	$(BIN)/python benchmarks/overhead.py
+
+bench-memory: $(STAMP) $(HOROVOD_STAMP)
+	$(BIN)/python benchmarks/memory.py
 
 bench-cluster: $(STAMP) $(HOROVOD_STAMP) system-deps
 	$(BIN)/python benchmarks/cluster.py
