@@ -90,10 +90,12 @@ def _stage12(setup: _Setup, work: Workload, psi: int, activations: int, loss_bac
         return phased(*parts, resident=params + optimizer, backward=backward, step=grad16 + grads)
     # offload: the fp32 gradient partition and a 16-bit staging copy of the weights live beside the
     # optimizer on the host from start-up (stage_1_and_2.py: param_buffer_of_bit16_for_cpu_offload_groups)
-    host = optimizer + grads + p * psi // shard
+    staging = grads + p * psi // shard
     if work.cpu:  # the host is the rank's own memory
-        return phased(*parts, resident=params + host, backward=backward, step=grad16)
-    return phased(*parts, resident=params, backward=backward, step=grad16, **_host(setup.offload("optimizer"), host))
+        return phased(*parts, resident=params + optimizer + staging, backward=backward, step=grad16)
+    on_device = (params, 0, 0, activations, buckets, loss_backward)  # the parts say what the GPU holds
+    offload = _merge([_host(setup.offload("optimizer"), optimizer), {"offload_cpu": staging}])
+    return phased(*on_device, resident=params, backward=backward, step=grad16, **offload)
 
 
 def _reduce_buckets(setup: _Setup, psi: int) -> int:
@@ -105,7 +107,7 @@ def _reduce_buckets(setup: _Setup, psi: int) -> int:
 
 
 def _host(device: str, size: int) -> dict[str, int]:
-    """Offloaded bytes by where they go (NVMe offload still stages through host RAM)."""
+    """Offloaded bytes by where they go."""
     return {"offload_nvme": size} if device == "nvme" else {"offload_cpu": size}
 
 
@@ -118,17 +120,24 @@ def _stage3(setup: _Setup, work: Workload, activations: Activations) -> Breakdow
     gathered = p * _in_flight(m, zero, persistent)
     optimizer, grads = ADAM_AND_MASTER * psi // n, 4 * psi // n
     bucket = p * int(float(zero.get("reduce_bucket_size", 5e8)))
-    params = p * persistent + partition + _secondary(zero, p, psi - persistent)
+    secondary = _secondary(zero, p, psi - persistent)
     acts, loss_backward = activations.total(), activations.loss_backward()
-    parts = (params, grads, optimizer, acts, bucket + gathered, loss_backward)
-    offloaded = {"optimizer": optimizer + grads, "param": partition}
-    host = {what: size for what, size in offloaded.items() if setup.offload(what) != "none" and not work.cpu}
-    resident = params + optimizer + grads + bucket - sum(host.values())
-    offload = _merge(_host(setup.offload(what), size) for what, size in host.items())
-    return phased(*parts, resident=resident, backward=acts + loss_backward + gathered, step=0, **offload)
+    moved = {what for what in ("optimizer", "param") if setup.offload(what) != "none" and not work.cpu}
+    host = []  # optimizer states go where offload_optimizer says, fp32 gradients to host RAM
+    if "optimizer" in moved:
+        host += [_host(setup.offload("optimizer"), optimizer), {"offload_cpu": grads}]
+        optimizer = grads = 0  # the parts say what the GPU holds
+    if "param" in moved:
+        host.append(_host(setup.offload("param"), partition))
+        partition = 0
+    params = p * persistent + partition + secondary
+    offload = _merge(host)
+    return phased(params, grads, optimizer, acts, bucket + gathered, loss_backward,
+                  resident=params + optimizer + grads + bucket, backward=acts + loss_backward + gathered, step=0,
+                  **offload)
 
 
-def _merge(parts) -> dict[str, int]:
+def _merge(parts: list[dict[str, int]]) -> dict[str, int]:
     merged: dict[str, int] = {}
     for part in parts:
         for key, size in part.items():
