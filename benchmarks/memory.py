@@ -27,9 +27,9 @@ def strategies() -> list[str]:
 
 
 def measured(strategy: str, model: str, world: int, seq_len: int) -> dict:
-    run_dir = OUT / f"{model}-w{world}-{strategy}"
+    run_dir = OUT / f"{model}-w{world}-s{seq_len}-{strategy}"
     if not (run_dir / "result.json").is_file():
-        seconds, done = timed([*LAUNCHDECK, "launch", strategy, "--cpu", "--nproc", str(world), "--steps", "2",
+        _, done = timed([*LAUNCHDECK, "launch", strategy, "--cpu", "--nproc", str(world), "--steps", "2",
                                "--model", model, "--seq-len", str(seq_len), "--measure-memory",
                                "--run-dir", str(run_dir)], timeout=3600)
         if done.returncode:

@@ -6,7 +6,8 @@ import json
 
 import click
 
-from ..estimate import Estimate, Workload, estimate
+from ..errors import LaunchdeckError
+from ..estimate import MAX_MICRO_BATCH, Estimate, Workload, estimate
 from ..estimate.units import human, parse_size
 from ..render import Cluster, render
 from ..spec import catalog
@@ -51,7 +52,16 @@ def estimate_command(name: str | None, every: bool, model: str, world_size: int,
     memory = parse_size(gpu_memory) if gpu_memory is not None else None
     names = catalog.names() if every else [name]
     cluster = Cluster(world_size, gpus_per_node, accelerator="cpu" if cpu else "gpu")
-    results = [_one(strategy, shape, cluster, memory, micro_batch, seq_len, cpu, sets) for strategy in names]
+    results = []
+    for strategy in names:
+        try:
+            results.append(_one(strategy, shape, cluster, memory, micro_batch, seq_len, cpu, sets))
+        except LaunchdeckError as exc:
+            if not every:
+                raise
+            click.echo(f"launchdeck estimate: {strategy} skipped: {exc}", err=True)
+    if not results:
+        raise LaunchdeckError(f"no catalog strategy can be estimated for {world_size} ranks with these settings")
     if every:
         results.sort(key=lambda e: (e.fits is False, e.per_rank.peak))
     if as_json:
@@ -77,7 +87,9 @@ def _one(name: str, shape: ModelShape, cluster: Cluster, memory: int | None, mic
 def _table(results: list[Estimate], shape: ModelShape) -> str:
     first = results[0]
     w = first.workload
-    lines = [f"{shape.name}: {shape.params() / 1e6:,.1f} M parameters; {first.world_size} ranks "
+    count = f"{shape.params() / 1e6:,.1f} M" if shape.params() >= 10**6 else f"{shape.params():,}"
+    ranks = f"{first.world_size} rank{'s' if first.world_size > 1 else ''}"
+    lines = [f"{shape.name}: {count} parameters; {ranks} "
              f"({first.gpus_per_node} per node), sequence {w.seq_len}; per rank:"]
     header = ["strategy", "micro", *PARTS, "offload/node", "fits", "max micro"]
     rows = [header] + [_row(e) for e in results]
@@ -92,6 +104,7 @@ def _row(e: Estimate) -> list[str]:
     offload = (b.offload_cpu + b.offload_nvme) * e.gpus_per_node
     verdict = "-" if e.fits is None else "yes" if e.fits else "NO"
     largest = "-" if e.gpu_memory is None else str(e.max_micro_batch or "none")
+    largest = f">={largest}" if e.max_micro_batch == MAX_MICRO_BATCH else largest
     return [e.strategy, str(e.workload.micro_batch), *(human(getattr(b, part)) for part in PARTS),
             human(offload) if offload else "-", verdict, largest]
 

@@ -33,6 +33,9 @@ class Workload:
         if self.micro_batch < 1 or self.seq_len < 1:
             raise StrategyError(f"micro batch and sequence length must be >= 1 (got {self.micro_batch}, "
                                 f"{self.seq_len})")
+        if self.model.positions and self.seq_len > self.model.positions:
+            raise StrategyError(f"{self.model.name}: sequence length {self.seq_len} is longer than its "
+                                f"{self.model.positions} learned positions")
 
     @property
     def tokens(self) -> int:
@@ -119,7 +122,8 @@ def estimate(rendered: RenderedConfig, workload: Workload, gpu_memory: int | Non
 
 
 def max_micro_batch(rendered: RenderedConfig, workload: Workload, gpu_memory: int) -> int | None:
-    """The largest micro batch whose peak fits in ``gpu_memory`` (None: not even 1); the peak grows with it."""
+    """The largest micro batch whose peak fits in ``gpu_memory`` (None: not even 1; ``MAX_MICRO_BATCH`` where
+    the search stops); the peak never shrinks as the micro batch grows."""
     def fits(batch: int) -> bool:
         return per_rank(rendered, replace(workload, micro_batch=batch)).peak <= gpu_memory
 

@@ -45,7 +45,7 @@ def horovod(rendered: RenderedConfig, work: Workload) -> Breakdown:
 
 def _activations(config: dict, work: Workload) -> Activations:
     t = config["training"]
-    return Activations(work.model, work.tokens, mode_of(t["precision"], False), t["activation_checkpointing"])
+    return Activations.of(work, mode_of(t["precision"], False), t["activation_checkpointing"])
 
 
 def _step_scratch(work: Workload) -> int:

@@ -13,8 +13,9 @@
   parameters in flight (the prefetch bucket plus the module being computed).
 - Offload moves the master weights, moments and fp32 gradients (optimizer) or the weight partitions
   (parameters) to host RAM or NVMe; on CPU ranks host RAM is the rank's own memory, so they stay counted.
-- Pipelines: the largest stage's share of the model, the micro batches a 1F1B schedule keeps in flight on
-  its first stage (one per stage), ZeRO-1 across the replicas of a stage.
+- Pipelines: each stage's share of the model (balanced by parameters; the last holds the LM head, tied
+  or not), the micro batches a 1F1B schedule keeps in flight there, ZeRO-1 across the replicas of a
+  stage; the heaviest stage is the answer.
 
 Where this departs from the ZeRO paper's 2Ψ+2Ψ+12Ψ (16Ψ, 4Ψ+12Ψ/N, 2Ψ+14Ψ/N, 16Ψ/N): the 16-bit weights
 stay whole until ZeRO-3; gradients reach the step as an fp32 partition on top of the 16-bit one; the
@@ -26,6 +27,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ..errors import StrategyError
 from ..render import RenderedConfig
 from ..spec.models import ModelShape
 from . import Breakdown, Workload, phased
@@ -59,7 +61,7 @@ def estimate(rendered: RenderedConfig, work: Workload) -> Breakdown:
     setup = _setup(rendered)
     if "pipeline" in rendered.config:
         return _pipeline(rendered.config["pipeline"], setup, work)
-    activations = Activations(work.model, work.tokens, mode_of(setup.precision, True), setup.checkpointing)
+    activations = Activations.of(work, mode_of(setup.precision, True), setup.checkpointing)
     if setup.stage == 3:
         return _stage3(setup, work, activations)
     return _stage12(setup, work, work.model.params(), activations.total(), activations.loss_backward())
@@ -86,6 +88,8 @@ def _stage12(setup: _Setup, work: Workload, psi: int, activations: int, loss_bac
     buckets = _reduce_buckets(setup, psi)
     parts = (params, grads, optimizer, activations, buckets, loss_backward)
     backward = activations + loss_backward + buckets
+    if setup.stage == 0:  # DeepSpeed's BF16/FP16 optimizer: fp32 gradients kept whole, no buckets
+        return phased(*parts, resident=params + optimizer + grads, backward=backward, step=0)
     if setup.offload("optimizer") == "none":
         return phased(*parts, resident=params + optimizer, backward=backward, step=grad16 + grads)
     # offload: the fp32 gradient partition and a 16-bit staging copy of the weights live beside the
@@ -100,6 +104,8 @@ def _stage12(setup: _Setup, work: Workload, psi: int, activations: int, loss_bac
 
 def _reduce_buckets(setup: _Setup, psi: int) -> int:
     """ZeRO-1/2's gradient buckets in backward: ``reduce_bucket_size`` elements each (or the gradients whole)."""
+    if setup.stage == 0:
+        return 0
     if not setup.zero.get("contiguous_gradients", True):
         return setup.weight_bytes * psi
     copies = 2 if setup.zero.get("overlap_comm", False) else 1
@@ -115,25 +121,29 @@ def _stage3(setup: _Setup, work: Workload, activations: Activations) -> Breakdow
     m, p, n, zero = work.model, setup.weight_bytes, setup.dp, setup.zero
     psi = m.params()
     threshold = float(zero.get("stage3_param_persistence_threshold", 1e5))
-    persistent = sum(t for t in m.tensors() if t < threshold)
+    persistent = sum(t for t in m.tensors() if t <= threshold)  # partition_parameters.py: ds_numel <= threshold
     partition = p * math.ceil(psi / n)
     gathered = p * _in_flight(m, zero, persistent)
     optimizer, grads = ADAM_AND_MASTER * psi // n, 4 * psi // n
     bucket = p * int(float(zero.get("reduce_bucket_size", 5e8)))
-    secondary = _secondary(zero, p, psi - persistent)
+    secondary = _secondary(zero, p, psi - persistent, n)
     acts, loss_backward = activations.total(), activations.loss_backward()
+    # offload_optimizer: the reduced fp32 gradients and the master's own gradient buffer both stay in host RAM
+    # (stage3.py: grad_partitions_flat_buffer pinned, initialize_optimizer_states' subgroup_gradient_buffer)
+    staging = grads if setup.offload("optimizer") != "none" else 0
     moved = {what for what in ("optimizer", "param") if setup.offload(what) != "none" and not work.cpu}
     host = []  # optimizer states go where offload_optimizer says, fp32 gradients to host RAM
     if "optimizer" in moved:
-        host += [_host(setup.offload("optimizer"), optimizer), {"offload_cpu": grads}]
-        optimizer = grads = 0  # the parts say what the GPU holds
+        host += [_host(setup.offload("optimizer"), optimizer), {"offload_cpu": grads + staging}]
+        optimizer = grads = staging = 0  # the parts say what the GPU holds
     if "param" in moved:
         host.append(_host(setup.offload("param"), partition))
         partition = 0
     params = p * persistent + partition + secondary
     offload = _merge(host)
     return phased(params, grads, optimizer, acts, bucket + gathered, loss_backward,
-                  resident=params + optimizer + grads + bucket, backward=acts + loss_backward + gathered, step=0,
+                  resident=params + optimizer + grads + staging + bucket, backward=acts + loss_backward + gathered,
+                  step=0,
                   **offload)
 
 
@@ -145,11 +155,12 @@ def _merge(parts: list[dict[str, int]]) -> dict[str, int]:
     return merged
 
 
-def _secondary(zero: dict, p: int, partitioned: int) -> int:
+def _secondary(zero: dict, p: int, partitioned: int, dp: int) -> int:
     """ZeRO++ hpZ: a second partition of the 16-bit weights within each group of ``zero_hpz_partition_size``
-    ranks (a node), so backward gathers them over the node's fast links."""
+    ranks (a node), so backward gathers them over the node's fast links; none when the group is the whole
+    data-parallel world (one node: the primary partition already is that)."""
     group = int(zero.get("zero_hpz_partition_size", 1))
-    return p * math.ceil(partitioned / group) if group > 1 else 0
+    return p * math.ceil(partitioned / group) if 1 < group < dp else 0
 
 
 def _in_flight(m: ModelShape, zero: dict, persistent: int) -> int:
@@ -159,18 +170,51 @@ def _in_flight(m: ModelShape, zero: dict, persistent: int) -> int:
         return 0
     prefetch = float(zero.get("stage3_prefetch_bucket_size", 5e7))
     live = float(zero.get("stage3_max_live_parameters", 1e9))
-    return int(min(prefetch + m.layer_params(), live, m.params() - persistent))
+    module = max(m.layer_params(), m.largest_tensor())  # the embeddings or the head can outweigh a layer
+    return int(min(prefetch + module, live, m.params() - persistent))
 
 
 def _pipeline(pipeline: dict, setup: _Setup, work: Workload) -> Breakdown:
-    """The heavier of the first stage (embeddings, most micro batches in flight) and the last (the loss)."""
+    """The heaviest stage: layers split into contiguous stages of balanced parameters (DeepSpeed's
+    ``partition_method: parameters``); under 1F1B stage i keeps min(stages - i, micro batches) in flight."""
     m, stages = work.model, int(pipeline.get("stages", 2))
-    per_stage = math.ceil(m.layers / stages)
     mode = mode_of(setup.precision, True)
-    act = Activations(m, work.tokens, mode, int(pipeline.get("activation_checkpoint_interval", 0)) > 0)
-    first = _stage12(setup, work, m.embedding_params() + per_stage * m.layer_params(),
-                     min(stages, setup.accum) * act.layers(per_stage), 0)
-    last = _stage12(setup, work, per_stage * m.layer_params() + m.norm_params + m.head_params(),
-                    act.layers(per_stage) + act.head(), act.loss_backward())
-    return max(first, last, key=lambda b: b.peak)
+    interval = int(pipeline.get("activation_checkpoint_interval", 0))
+    act = Activations.of(work, mode, interval > 0)
+    sizes = [m.embedding_params(), *[m.layer_params()] * m.layers, m.norm_params + m.vocab * m.hidden]
+    breakdowns = []
+    for index, (first, last) in enumerate(balanced(sizes, stages)):
+        layers = min(last, m.layers) - max(first, 1) + 1  # decoder layers in pieces first..last
+        in_flight = min(stages - index, setup.accum)
+        is_last = last == len(sizes) - 1
+        activations = act.stored(layers, in_flight) + (act.head() if is_last else 0)
+        loss_backward = act.loss_backward() if is_last else 0
+        breakdowns.append(_stage12(setup, work, sum(sizes[first:last + 1]), activations, loss_backward))
+    return max(breakdowns, key=lambda b: b.peak)
 
+
+def balanced(sizes: list[int], parts: int) -> list[tuple[int, int]]:
+    """Contiguous (first, last) index ranges of ``sizes`` in ``parts`` non-empty groups whose largest sum
+    is the smallest possible (the objective of DeepSpeed's ``partition_balanced``)."""
+    if parts > len(sizes):
+        raise StrategyError(f"{parts} pipeline stages but the model has only {len(sizes)} pieces to split")
+    low, high = max(sizes), sum(sizes)
+    while low < high:  # the smallest capacity that fits in ``parts`` groups
+        middle = (low + high) // 2
+        low, high = (low, middle) if len(_groups(sizes, middle)) <= parts else (middle + 1, high)
+    groups = _groups(sizes, low)
+    while len(groups) < parts:  # split the widest group until every stage has a piece
+        widest = max(range(len(groups)), key=lambda i: groups[i][1] - groups[i][0])
+        first, last = groups[widest]
+        groups[widest:widest + 1] = [(first, first), (first + 1, last)]
+    return groups
+
+
+def _groups(sizes: list[int], capacity: int) -> list[tuple[int, int]]:
+    groups, first, total = [], 0, 0
+    for index, size in enumerate(sizes):
+        if total + size > capacity and index > first:
+            groups.append((first, index - 1))
+            first, total = index, 0
+        total += size
+    return [*groups, (first, len(sizes) - 1)]

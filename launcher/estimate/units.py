@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 from ..errors import StrategyError
@@ -17,7 +18,10 @@ def parse_size(text: str, what: str = "--gpu-memory") -> int:
     unit = match.group(2).lower() if match else None
     if match is None or unit not in UNITS:
         raise StrategyError(f"{what} {text!r}: not a size (examples: 80GiB, 40GB, 24576MiB)")
-    size = int(float(match.group(1)) * UNITS[unit])
+    value = float(match.group(1)) * UNITS[unit]
+    if not math.isfinite(value) or value >= 2**80:
+        raise StrategyError(f"{what} {text!r}: too large to be a device's memory")
+    size = int(value)
     if size <= 0:
         raise StrategyError(f"{what} {text!r}: must be more than zero bytes")
     return size
@@ -26,8 +30,8 @@ def parse_size(text: str, what: str = "--gpu-memory") -> int:
 def human(size: int | float) -> str:
     """``size`` bytes in binary units, three significant figures (``1.23 GiB``)."""
     value, unit = float(size), "B"
-    for name in ("KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024:
+    for name in ("KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(value) < 999.5:  # what rounds to 1000 or more is shown in the next unit
             break
         value, unit = value / 1024, name
     return f"{value:.0f} {unit}" if unit == "B" else f"{value:.3g} {unit}"

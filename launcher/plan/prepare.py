@@ -142,6 +142,8 @@ def rank_command(req: LaunchRequest, rendered: RenderedConfig, run_dir: str, con
            "LAUNCHDECK_RUN_DIR": run_dir}
     if cpu:
         env["DS_ACCELERATOR"] = "cpu"
+    if req.script and req.measure_memory:
+        raise LaunchdeckError("--measure-memory measures launchdeck's payload; it cannot measure your script")
     if req.script:
         script = list(req.script)
         if spec.config_flag and spec.config_flag not in script:

@@ -56,6 +56,7 @@ class ModelShape:
     out_bias: bool = False  # o_proj / attention c_proj
     mlp_bias: bool = False
     positions: int = 0  # learned position embeddings (GPT-2's wpe); 0 for rotary
+    attention_dropout: bool = False  # dropout on attention probabilities while training
 
     @property
     def gated(self) -> bool:
@@ -145,6 +146,8 @@ LLAMA_LIKE = {"llama": (False, False), "mistral": (False, False), "qwen2": (True
 def from_hf_config(config: dict, name: str = "config.json") -> ModelShape:
     """The shape of a decoder-only LM from its transformers config (Llama, Mistral, Qwen2, GPT-2)."""
     kind = config.get("model_type")
+    if not isinstance(kind, str):
+        raise StrategyError(f"{name}: model_type must be a string naming the architecture, not {kind!r}")
     if kind == "gpt2":
         return _gpt2(config, name)
     if kind not in LLAMA_LIKE:
@@ -167,7 +170,7 @@ def _llama_like(config: dict, name: str, kind: str) -> ModelShape:
         ffn=_positive(config, name, "intermediate_size"),
         seq_len=min(_positive(config, name, "max_position_embeddings", 2048), 4096),
         tied=bool(config.get("tie_word_embeddings", False)), qkv_bias=qkv_bias, out_bias=out_bias,
-        mlp_bias=bool(config.get("mlp_bias", False))))
+        mlp_bias=bool(config.get("mlp_bias", False)), attention_dropout=_rate(config, "attention_dropout", 0.0) > 0))
 
 
 def _gpt2(config: dict, name: str) -> ModelShape:
@@ -178,7 +181,7 @@ def _gpt2(config: dict, name: str) -> ModelShape:
         layers=_positive(config, name, "n_layer", 12), heads=heads, kv_heads=heads, head_dim=hidden // heads,
         ffn=_positive(config, name, "n_inner", 4 * hidden), seq_len=positions,
         tied=bool(config.get("tie_word_embeddings", True)), qkv_bias=True, out_bias=True, mlp_bias=True,
-        positions=positions))
+        positions=positions, attention_dropout=_rate(config, "attn_pdrop", 0.1) > 0))
 
 
 def _positive(config: dict, name: str, key: str, default: int | None = None) -> int:
@@ -189,6 +192,14 @@ def _positive(config: dict, name: str, key: str, default: int | None = None) -> 
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise StrategyError(f"{name}: {key} must be a positive integer, not {value!r}")
     return value
+
+
+def _rate(config: dict, key: str, default: float) -> float:
+    value = config.get(key, default)
+    value = default if value is None else value
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise StrategyError(f"{key} must be a probability in [0, 1), not {value!r}")
+    return float(value)
 
 
 def _checked(shape: ModelShape) -> ModelShape:

@@ -105,8 +105,10 @@ class MemoryProbe:
         grads = storage_bytes((p.grad for p in [*params, *module_params] if p.grad is not None), seen)
         self.at_step["grads"] = max(self.at_step.get("grads", 0), grads)
 
-    def report(self) -> dict[str, int]:
-        """The measured step's peak and its parts, in bytes."""
+    def report(self) -> dict[str, int] | None:
+        """The measured step's peak and its parts, in bytes (None: the run ended before that step)."""
+        if not self.start:
+            return None
         peak_snap = {str(k): v for k, v in self.tracker.get_tracker_snapshot("peak").get(self.device, {}).items()}
         seen: set[int] = set()
         params = storage_bytes(rank_params(self.module), seen) if self.module is not None else 0
