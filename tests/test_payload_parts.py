@@ -91,3 +91,26 @@ def test_latest_is_found_from_a_run_directory(tmp_path):
     checkpoint.partial_dir(root, 3).mkdir()
     checkpoint.publish(root, 3)
     assert checkpoint.latest(tmp_path) == root / "step-000003"
+
+
+def test_throughput_counts_training_steps_only_and_progress_lines_their_window(capsys):
+    """Time between steps (saves, digests) never counts, the warmup steps are left out, and a progress
+    line's rate covers exactly the steps since the previous line (a partial last window included)."""
+    torch = pytest.importorskip("torch")
+    from launcher.payload.train.metrics import Meter
+
+    meter = Meter(total_steps=7, tokens_per_step=100, log_interval=3, device=torch.device("cpu"), started=0.0,
+                  verbose=True, warmup=2)
+    durations = [5.0, 3.0, 0.5, 0.5, 0.5, 0.25, 0.25]
+    now = 0.0
+    for step, seconds in enumerate(durations):
+        now += seconds + 100.0  # a long checkpoint save between every two steps
+        meter.update(step, loss=1.0, lr=1e-3, seconds=seconds, now=now)
+    summary = meter.summary()
+    assert summary["steps_per_s"] == pytest.approx(5 / 2.0)
+    assert summary["tokens_per_s"] == pytest.approx(250.0)
+    assert summary["timed_steps"] == 5 and summary["step_time_median_s"] == 0.5
+    assert summary["time_to_first_step_s"] == 105.0
+    rates = [line.split("tok/s ")[1].split()[0] for line in capsys.readouterr().out.splitlines()]
+    # lines after steps 1, 3, 6 and 7: windows [5], [3, 0.5], [0.5, 0.5, 0.25], [0.25]
+    assert rates == ["20", "57", "240", "400"]

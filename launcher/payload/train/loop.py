@@ -7,6 +7,7 @@ import json
 import math
 import os
 import socket
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +54,8 @@ def train(args, started: float) -> int:
         engine = module.create(config, build_model(args.model, context.seq_len, args.seed), context)
     start = _resume(engine, args.resume_from, rt) if args.resume_from else 0
     tokens_per_step = shape.global_batch * context.seq_len
-    meter = Meter(args.steps, tokens_per_step, args.log_interval, rt.device, started, verbose=rt.is_main)
+    meter = Meter(args.steps, tokens_per_step, args.log_interval, rt.device, started, verbose=rt.is_main,
+                  warmup=MEASURED_STEP + 1 if probe else 1)  # measured steps are slower: not timed
     if rt.is_main:
         print(f"launchdeck: {args.strategy} on {rt.world_size} {rt.device.type} rank(s) ({rt.backend}); model "
               f"{args.model} ({count_parameters(engine.module) / 1e6:.2f} M params), steps {start}→{args.steps}",
@@ -64,9 +66,11 @@ def train(args, started: float) -> int:
         if crash == (rt.rank, step):
             print(f"fault drill: rank {rt.rank} exits with {CRASH_EXIT_CODE} before step {step + 1}", flush=True)
             os._exit(CRASH_EXIT_CODE)
+        began = time.perf_counter()
         with _measuring(probe, engine, step - start):
             loss = engine.train_step(step)
-        meter.update(step, loss, engine.lr())
+        ended = time.perf_counter()
+        meter.update(step, loss, engine.lr(), ended - began, ended)
         done = step + 1
         if (args.save_every and done % args.save_every == 0) or done == args.steps:
             save(engine, ckpt_root, done, rt, comm)
@@ -120,7 +124,7 @@ def _crash_plan(text: str | None) -> tuple[int, int] | None:
 
 def _finish(args, engine, meter: Meter, rt: runtime.Runtime, start: int, comm,
             probe: MemoryProbe | None) -> None:
-    memory = comm.gather(probe.report()) if probe else None
+    memory = comm.gather(probe.report()) if probe else None  # every rank takes part in the gather
     digests = comm.gather(engine.digest())
     hosts = comm.gather(socket.gethostname())  # where each rank ran: proof a multi-host job really spread
     identical = len(set(digests)) == 1 if engine.identical_replicas else None
@@ -136,7 +140,7 @@ def _finish(args, engine, meter: Meter, rt: runtime.Runtime, start: int, comm,
         "params_identical": identical,
         "finite": all(math.isfinite(x) for x in summary["losses"]),
     }
-    if memory:
+    if memory and all(memory):
         result["memory"] = {**{key: max(rank[key] for rank in memory) for key in memory[0]}, "ranks": memory}
     print(f"launchdeck: done: loss {result['loss_first']:.4f} → {result['loss_last']:.4f}, "
           f"{result['steps_per_s']:.2f} steps/s, {result['tokens_per_s']:,.0f} tokens/s", flush=True)
