@@ -1,5 +1,7 @@
 """One error family. The CLI turns any of these into one line on stderr and exit code 2."""
 
+OUT_OF_MEMORY_EXIT = 18  # a payload rank that ran out of device (or host) memory exits with this code
+
 
 class LaunchdeckError(Exception):
     """Base class: a problem with the user's input or environment, never a bug of ours."""

@@ -45,6 +45,7 @@ from .options import cluster_options, overrides_from, strategy_overrides
 @click.option("--measure-memory", is_flag=True, help="Measure each rank's memory in the second step (peak, "
               "params, grads, optimizer, activations, buffers) into result.json; compare: launchdeck estimate.")
 @click.option("--crash-at", metavar="RANK:STEP", hidden=True, help="Fault drill: RANK exits 17 before STEP.")
+@click.option("--hang-at", metavar="RANK:STEP", hidden=True, help="Fault drill: RANK blocks before STEP.")
 def launch(name: str, script: tuple[str, ...], sets: tuple[str, ...], micro_batch: int | None, grad_accum: int | None,
            precision: str | None, cluster: dict, no_preflight: bool, check: bool, dry_run: bool, as_json: bool,
            **request_fields: Any) -> None:

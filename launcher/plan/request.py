@@ -33,6 +33,7 @@ class LaunchRequest:
     save_every: int = 0
     resume: str | None = None  # a run directory, a checkpoint directory, or "last"
     crash_at: str | None = None  # fault drill RANK:STEP
+    hang_at: str | None = None  # fault drill RANK:STEP: that rank blocks, the others wait in a collective
     measure_memory: bool = False  # the payload measures a step's memory per rank into result.json
     script: tuple[str, ...] = ()  # the user's script and its arguments, instead of the payload
     hostfile: str | None = None

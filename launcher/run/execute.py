@@ -151,9 +151,10 @@ def _killpg(proc: subprocess.Popen, sig: signal.Signals) -> None:
         pass
 
 
-def run(plan: LaunchPlan, console=sys.stdout) -> Outcome:
+def run(plan: LaunchPlan, console=sys.stdout, time_limit: float | None = None) -> Outcome:
     """Run a plan; returns when every process of the job here is gone (and each host's agent has been
-    told to stop)."""
+    told to stop). ``time_limit``: seconds after which a job still running is a failure ("timed out") and
+    is stopped on every host like any other."""
     logs = Path(plan.run_dir) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     processes.become_subreaper()
@@ -162,7 +163,7 @@ def run(plan: LaunchPlan, console=sys.stdout) -> Outcome:
         previous = {s: signal.signal(s, signals) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
         try:
             job.start()
-            _supervise(job, watch, signals, _Console(console, log))
+            _supervise(job, watch, signals, _Console(console, log), time_limit)
         finally:
             forced = job.killed  # commands that ignored the stop: their agents may be frozen too
             for command in job.running():  # only after an error in the loop itself
@@ -188,7 +189,8 @@ class _Console:
             self.console.flush()
 
 
-def _supervise(job: Job, watch: Watch, signals: _Signals, out: _Console) -> None:
+def _supervise(job: Job, watch: Watch, signals: _Signals, out: _Console, time_limit: float | None) -> None:
+    deadline = None if time_limit is None else time.monotonic() + time_limit
     while not all(c.done for c in job.commands):
         ending = any(c.eof and not c.done for c in job.commands)  # its exit follows its EOF within moments
         _pump(job, watch, out, timeout=END_POLL_S if ending else POLL_S)
@@ -198,6 +200,8 @@ def _supervise(job: Job, watch: Watch, signals: _Signals, out: _Console) -> None
         now = time.monotonic()
         if job.stopping_since is None:
             watch.check(now)
+            if deadline is not None and now > deadline:
+                watch.timed_out(time_limit)
             if signals.count:
                 watch.frozen = True
             if watch.failed or signals.count:

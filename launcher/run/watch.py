@@ -19,6 +19,9 @@ START_TIMEOUT_S = 120.0  # an agent that never reports within this long never st
 TAIL_LINES = 12
 
 
+TIMED_OUT = "timed out"  # how a Failure's reason starts when the job outlived its time limit
+
+
 @dataclass(frozen=True)
 class Failure:
     """The first failure of a job, as reported: where, which rank, how, and the last lines of its logs."""
@@ -130,6 +133,10 @@ class Watch:
             self.ended.add(agent)
             self.lost.add(agent)
             self._add(time.time(), host, events.rank_of(agent), None, reason)
+
+    def timed_out(self, limit: float) -> None:
+        """The job outlived the caller's time limit (a tuning trial's): a failure of the whole job."""
+        self._add(time.time(), self.plan.rendezvous_host, None, None, f"{TIMED_OUT}: still running after {limit:g} s")
 
     def unfinished(self, among: set[str] | None = None) -> dict[str, list[int]]:
         """host -> pids of agents (of ``among``, default all) that started but never reported an exit."""

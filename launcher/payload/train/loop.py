@@ -7,6 +7,7 @@ import json
 import math
 import os
 import socket
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -60,12 +61,15 @@ def train(args, started: float) -> int:
         print(f"launchdeck: {args.strategy} on {rt.world_size} {rt.device.type} rank(s) ({rt.backend}); model "
               f"{args.model} ({count_parameters(engine.module) / 1e6:.2f} M params), steps {start}→{args.steps}",
               flush=True)
-    crash = _crash_plan(args.crash_at)
+    crash, hang = _crash_plan(args.crash_at), _crash_plan(args.hang_at)
     ckpt_root = Path(args.ckpt_dir or Path(args.run_dir or ".") / "checkpoints")
     for step in range(start, args.steps):
         if crash == (rt.rank, step):
             print(f"fault drill: rank {rt.rank} exits with {CRASH_EXIT_CODE} before step {step + 1}", flush=True)
             os._exit(CRASH_EXIT_CODE)
+        if hang == (rt.rank, step):
+            print(f"fault drill: rank {rt.rank} blocks before step {step + 1}", flush=True)
+            threading.Event().wait()  # runnable, never returns: the others wait in the next collective
         began = time.perf_counter()
         with _measuring(probe, engine, step - start):
             loss = engine.train_step(step)
