@@ -7,6 +7,7 @@ accelerator is chosen here (GPUs visible and not ``--cpu`` → one rank per GPU 
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 from .. import entrypoints
 from ..cluster import hosts, schedulers
 from ..errors import LaunchdeckError
+from ..node import extensions
 from ..node.probe import cpu_threads, visible_gpus
 from ..render import Cluster, RenderedConfig, render
 from ..spec import engines
@@ -121,6 +123,8 @@ def _context(req: LaunchRequest, transport: str, shape: _Shape, rendered: Render
     env.update(common.parse_env(req.env))
     if shape.here and shape.cpu:  # unset, ranks oversubscribe the cores and crawl (3-6x slower)
         env.setdefault("OMP_NUM_THREADS", str(cpu_threads(shape.world_size)))
+    if shape.here and extensions.ENV not in os.environ:  # this interpreter's own C++ op builds
+        env.setdefault(extensions.ENV, extensions.build_root())
     if transport != "local":
         env = {**common.forwarded_env(), **env}  # what reaches the ranks through a transport: stated explicitly
     rendezvous = hosts.check_hostname(req.master_addr, "--master-addr") if req.master_addr else next(iter(shape.slots))
@@ -164,7 +168,8 @@ def payload_command(req: LaunchRequest, rendered: RenderedConfig, run_dir: str, 
                "--model", req.model, "--run-dir", run_dir, "--save-every", str(req.save_every)]
     command += ["--cpu"] if cpu else []
     command += ["--measure-memory"] if req.measure_memory else []
-    for flag, value in (("--data", req.data), ("--seq-len", req.seq_len), ("--crash-at", req.crash_at)):
+    for flag, value in (("--data", req.data), ("--seq-len", req.seq_len), ("--crash-at", req.crash_at),
+                        ("--hang-at", req.hang_at)):
         if value is not None:
             command += [flag, str(value)]
     if req.resume:

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import IO
 
 from .. import render
+from ..node import extensions
+from ..plan.model import LaunchPlan
 from ..plan.prepare import Prepared, prepare
 from ..plan.request import LaunchRequest
 from . import execute, preflight, record
@@ -25,35 +27,44 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def launch(request: LaunchRequest, *, check_hosts: bool = True, console: IO[str] | None = None,
-           notify: Callable[[str], None] = _stderr) -> Outcome:
+def launch(request: LaunchRequest, *, check_hosts: bool = True, console: IO[str] | str | None = None,
+           notify: Callable[[str], None] = _stderr, time_limit: float | None = None) -> Outcome:
     """Prepare and run ``request``; ``notify`` gets the notices (CPU adaptations) before anything starts."""
     prepared = prepare(request)
     for notice in prepared.notices:
         notify(notice)
-    return run(prepared, check_hosts=check_hosts, console=console, notify=notify)
+    return run(prepared, check_hosts=check_hosts, console=console, notify=notify, time_limit=time_limit)
 
 
 def run(prepared: Prepared, *, check_hosts: bool = True, console: IO[str] | str | None = None,
-        notify: Callable[[str], None] = _stderr) -> Outcome:
+        notify: Callable[[str], None] = _stderr, time_limit: float | None = None) -> Outcome:
     """Refuse what cannot run (missing programs, a host that fails preflight, a config the engine's own
     parser rejects), then write the run record, execute the plan, and record the outcome. ``console``: where
-    the job's output goes (default stdout; ``CONSOLE_LOG``: ``logs/console.log`` in the run record)."""
+    the job's output goes (default stdout; ``CONSOLE_LOG``: ``logs/console.log`` in the run record).
+    ``time_limit``: seconds the job may run before it is stopped everywhere as "timed out"."""
     plan = prepared.plan
     preflight.check_runnable(plan)  # the cheap checks first: what is missing here, then each host (ssh)
     if check_hosts and preflight.needs_preflight(plan):
         preflight.preflight(plan, cpu=prepared.rendered.cluster.accelerator == "cpu")
     render.check(prepared.rendered)
+    _sweep_build_locks(plan, notify)
     run_dir = Path(plan.run_dir)
     record.create(run_dir)
     record.write_inputs(plan, prepared.rendered)
     with record.described(run_dir, prepared.rendered, plan, warn=notify), _console(run_dir, console) as out:
-        outcome = execute.run(plan, console=out)
+        outcome = execute.run(plan, console=out, time_limit=time_limit)
     record.write_outcome(run_dir, outcome)
     return outcome
 
 
 CONSOLE_LOG = "logs/console.log"
+
+
+def _sweep_build_locks(plan: LaunchPlan, notify: Callable[[str], None]) -> None:
+    """Locks left by a rank killed while building a C++ op would make this job wait forever: remove them."""
+    root = plan.nodes[0].env.get(extensions.ENV) if plan.nodes else None
+    for lock in extensions.sweep(root) if root else []:
+        notify(f"launchdeck: notice: removed {lock}, left by a build that was killed")
 
 
 @contextlib.contextmanager

@@ -1,0 +1,54 @@
+"""Where torch builds C++ extensions (DeepSpeed's CPU ops: ~40 s each on first use), and its stale locks.
+
+torch's cpp_extension guards a build with a ``lock`` file and waits as long as it exists. A rank killed
+mid-build (a timed-out tuning trial, a Ctrl-C in the first minute) leaves that file behind, and every
+later job that needs the op waits forever. Two virtual environments sharing the default build root also
+rebuild each other's ops (their build files name different source paths). So launchdeck gives each
+interpreter its own build root, and removes locks no build can still hold (older than any build takes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import time
+from pathlib import Path
+
+ENV = "TORCH_EXTENSIONS_DIR"
+STALE_AFTER_S = 900.0  # a DeepSpeed op builds in about a minute; a lock this old has no builder left
+
+
+def build_root(prefix: str = sys.prefix) -> str:
+    """This interpreter's own build root (torch's default is shared by every environment of the user)."""
+    tag = hashlib.sha256(prefix.encode()).hexdigest()[:10]
+    version = f"py{sys.version_info.major}{sys.version_info.minor}"
+    return str(Path.home() / ".cache" / "torch_extensions" / f"{version}-launchdeck-{tag}")
+
+
+def stale_locks(root: str, max_age: float = STALE_AFTER_S) -> list[Path]:
+    """Build locks under ``root`` older than ``max_age`` seconds."""
+    base = Path(root)
+    if not base.is_dir():
+        return []
+    now = time.time()
+    found = []
+    for lock in base.glob("*/lock"):
+        try:
+            if now - lock.stat().st_mtime > max_age:
+                found.append(lock)
+        except OSError:  # removed meanwhile: a build finished
+            continue
+    return found
+
+
+def sweep(root: str, max_age: float = STALE_AFTER_S) -> list[Path]:
+    """Remove the stale locks under ``root``; returns what was removed."""
+    removed = []
+    for lock in stale_locks(root, max_age):
+        try:
+            os.unlink(lock)
+            removed.append(lock)
+        except OSError:
+            continue
+    return removed
