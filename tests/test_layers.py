@@ -25,13 +25,16 @@ ALLOWED = {
     "estimate": {"spec", "render"},
     "plan": {"spec", "render", "cluster", "node"},
     "run": {"spec", "render", "cluster", "node", "plan"},
+    "tune": {"spec", "render", "estimate", "cluster", "node", "plan", "run"},
+    "report": set(),
     "payload": {"spec", "node"},
-    "cli": {"spec", "render", "estimate", "cluster", "node", "plan", "run", "payload"},
+    "cli": {"spec", "render", "estimate", "cluster", "node", "plan", "run", "tune", "report", "payload"},
 }
 FRAMEWORKS = {"torch", "deepspeed", "horovod", "transformers", "accelerate", "ray", "numpy"}
 # Outside the torch side, only DeepSpeed's own config parser (the render layer's oracle), inside a function.
 FRAMEWORK_EXCEPTIONS = {"render/deepspeed_check.py"}
-THIRD_PARTY = {"yaml": {"spec", "run", "cli"}, "click": {"cli"}, "hostlist": {"cluster"}}
+THIRD_PARTY = {"yaml": {"spec", "run", "tune", "cli"}, "click": {"cli"}, "hostlist": {"cluster"}, "optuna": {"tune"},
+               "matplotlib": {"report"}}
 
 
 def modules(root: Path = ROOT) -> list[Path]:

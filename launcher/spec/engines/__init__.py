@@ -31,6 +31,17 @@ def _nothing_missing() -> str | None:
 
 
 @dataclass(frozen=True)
+class Knob:
+    """A numeric strategy knob a tuner may search: its range, whether it is searched on a log scale, whether
+    it takes integers only."""
+
+    low: float
+    high: float
+    log: bool = True
+    integer: bool = False
+
+
+@dataclass(frozen=True)
 class EngineSpec:
     """Everything launchdeck needs to know about one engine; invariant: ``name`` is its registry key.
 
@@ -46,6 +57,7 @@ class EngineSpec:
     payload: str | None = None  # the payload's engine module (comm, shape, create); None: scripts only
     checker: str | None = None  # "module:function" (RenderedConfig) -> None: the engine's own config parser
     estimator: str | None = None  # "module:function" (RenderedConfig, Workload) -> Breakdown: memory per rank
+    tunable: dict[str, Knob] = field(default_factory=dict)  # dotted knob -> range `tune --search bayes` explores
     backends: dict[str, str] = field(default_factory=lambda: {"cpu": "gloo", "gpu": "nccl"})
     local_launcher: Literal["torchrun", "horovodrun"] = "torchrun"  # how it starts on one machine
     config_flag: str | None = None  # appended with the config's path to a user's script (unless present)

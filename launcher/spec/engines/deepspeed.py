@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..strategy import Strategy, Zero
-from . import CpuChange, EngineSpec
+from . import CpuChange, EngineSpec, Knob
 
 
 def cpu_changes(strategy: Strategy) -> list[CpuChange]:
@@ -21,6 +21,7 @@ SPEC = EngineSpec(
     description="DeepSpeed ZeRO 0-3, offload, ZeRO++ and pipeline parallelism",
     renderer="launcher.render.deepspeed:render",
     estimator="launcher.estimate.deepspeed:estimate",
+    tunable={"zero.reduce_bucket_size": Knob(1e6, 1e9), "zero.allgather_bucket_size": Knob(1e6, 1e9)},
     sections=frozenset({"zero", "pipeline", "deepspeed"}),
     defaults={"zero": Zero()},
     payload="launcher.payload.train.engines.deepspeed",

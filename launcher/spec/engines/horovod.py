@@ -6,7 +6,7 @@ import importlib.util
 from pathlib import Path
 
 from ..strategy import Horovod
-from . import EngineSpec
+from . import EngineSpec, Knob
 
 
 def missing_here() -> str | None:
@@ -23,6 +23,7 @@ SPEC = EngineSpec(
     description="Horovod allreduce with Tensor Fusion (gloo or MPI controller)",
     renderer="launcher.render.horovod:render",
     estimator="launcher.estimate.dataparallel:horovod",
+    tunable={"horovod.fusion_threshold_mb": Knob(1, 128, integer=True), "horovod.cycle_time_ms": Knob(1, 100)},
     sections=frozenset({"horovod"}),
     defaults={"horovod": Horovod()},
     payload="launcher.payload.train.engines.horovod",
