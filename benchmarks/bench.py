@@ -1,7 +1,8 @@
-"""`make bench`: launch overhead vs plain torchrun, payload speed under both, steps/s per strategy.
+"""`make bench`: launch overhead vs plain torchrun, payload speed under both and against a hand-written loop,
+steps/s per strategy, scaling over 1, 2 and 4 ranks.
 
-Writes runs/bench-<time>/report.md (and report.json). Alternates the two sides of every comparison
-so drift on a shared machine hits both equally; reports medians.
+Writes runs/bench-<time>/report.md (and report.json), and `launchdeck report`'s plots in plots/. Alternates
+the two sides of every comparison so drift on a shared machine hits both equally; reports medians.
 """
 
 from __future__ import annotations
@@ -82,6 +83,23 @@ def payload_vs_handloop(root: Path, repeats: int, steps: int) -> list[dict]:
     return rows
 
 
+SCALING = {"ddp": (1, 2, 4), "zero2": (1, 2, 4)}
+
+
+def scaling(root: Path, steps: int) -> list[dict]:
+    """tokens/s at 1, 2 and 4 CPU ranks (the report's scaling plot); 4 ranks share 2 cores here."""
+    rows = []
+    for name, sizes in SCALING.items():
+        for ranks in sizes:
+            run = root / f"scaling-{name}-{ranks}"
+            done = timed([*LAUNCHDECK, "launch", name, "--cpu", "--nproc", str(ranks), "--steps", str(steps),
+                          "--run-dir", str(run)])[1]
+            r = read_result(run) or {}
+            rows.append({"strategy": name, "ranks": ranks, "ok": done.returncode == 0,
+                         "tokens_per_s": r.get("tokens_per_s")})
+    return rows
+
+
 def strategies(root: Path, steps: int) -> list[dict]:
     rows = []
     for name in names():
@@ -109,6 +127,7 @@ def main() -> int:
     speed = payload_speed(root, max(3, repeats // 2), steps=60)
     hand = payload_vs_handloop(root, max(3, repeats // 2), steps=40)
     rows = strategies(root, steps=40)
+    scale = scaling(root, steps=30)
     lines = [f"# launchdeck bench ({time.strftime('%Y-%m-%d %H:%M')} UTC, {os.cpu_count()} cores, CPU, 2 ranks)", "",
              "## Launch overhead: trivial gloo init + barrier", "",
              f"median launchdeck {statistics.median(overhead['launchdeck_s']):.2f} s vs torchrun "
@@ -128,7 +147,8 @@ def main() -> int:
     report = "\n".join(lines) + "\n"
     (root / "report.md").write_text(report)
     (root / "report.json").write_text(json.dumps({"overhead": overhead, "payload": speed, "handloop": hand,
-                                                  "strategies": rows}, indent=2) + "\n")
+                                                  "strategies": rows, "scaling": scale}, indent=2) + "\n")
+    timed([*LAUNCHDECK, "report", str(root), "-o", str(root / "plots")])  # PNGs of the measured data
     print(report)
     print(f"written: {root / 'report.md'}", file=sys.stderr)
     return 0

@@ -54,6 +54,31 @@ def test_the_winner_is_a_strategy_the_catalog_loads(tmp_path):
     assert strategy.zero.allgather_bucket_size == 2.5e8
 
 
+def test_the_winner_keeps_the_tunes_own_overrides(tmp_path):
+    path = tmp_path / "best.yaml"
+    path.write_text(best_yaml(Candidate("ddp", 4), 10.0, str(tmp_path), ("training.precision=fp32",
+                                                                          "optimizer.betas=[0.9, 0.99]")))
+    strategy = load_strategy(str(path))
+    assert strategy.training.precision == "fp32" and strategy.optimizer.betas == (0.9, 0.99)
+    assert strategy.training.micro_batch == 4
+
+
+def test_only_definite_verdicts_are_cached(tmp_path):
+    from launcher.tune.cache import TrialCache
+    from launcher.tune.trial import TrialResult
+
+    cache = TrialCache(tmp_path / "cache.json")
+    verdicts = {"a": TrialResult(Candidate("ddp", 1), "ok", tokens_per_s=5.0),
+                "b": TrialResult(Candidate("ddp", 2), "oom", f"rank 1: exit code {OUT_OF_MEMORY_EXIT}"),
+                "c": TrialResult(Candidate("ddp", 4), "oom", "rank 1: exit code -9"),
+                "d": TrialResult(Candidate("ddp", 8), "timeout", "timed out: still running after 9 s")}
+    for key, result in verdicts.items():
+        cache.put(key, result)
+    again = TrialCache(tmp_path / "cache.json")
+    assert again.get("a") == verdicts["a"] and again.get("b") == verdicts["b"]
+    assert again.get("c") is None and again.get("d") is None
+
+
 def test_cache_keys_change_with_what_decides_the_measurement():
     a, b = Candidate("ddp", 2), Candidate("ddp", 4)
     assert a.key({"model": "tiny"}) == Candidate("ddp", 2).key({"model": "tiny"})

@@ -70,6 +70,8 @@ def tune_command(strategies: str, micro_batch: str, model: str, seq_len: int | N
                           search=search, objective=objective, trials=trials, seed=seed, out_dir=out,
                           memory_limit=_memory_limit(gpu_memory, cpu, nproc), cache=not no_cache)
     tuner = tune(request, progress=_progress)
+    if sys.stderr.isatty():
+        click.echo("\r\033[K", err=True, nl=False)  # the bar's line
     click.echo(_summary(tuner))
 
 
@@ -125,9 +127,29 @@ def _progress(result: TrialResult, tuner: Tuner) -> None:
     detail = ", ".join(x for x in (speed, memory, result.reason) if x)
     cached = " (cached)" if result.cached else f" ({result.seconds:.0f} s)" if result.seconds else ""
     budget = f" / {tuner.request.budget:.0f} s" if tuner.request.budget else ""
-    click.echo(f"[{done:>2}] {result.candidate.label}: {result.status}{': ' + detail if detail else ''}{cached}"
-               f"  [{tuner.elapsed:.0f} s{budget}]", err=True)
+    tty = sys.stderr.isatty()
+    click.echo(("\r\033[K" if tty else "") + f"[{done:>2}] {result.candidate.label}: {result.status}"
+               f"{': ' + detail if detail else ''}{cached}  [{tuner.elapsed:.0f} s{budget}]", err=True)
+    if tty:  # a bar under the lines: trials done / planned, elapsed / budget
+        click.echo(_bar(done, tuner.planned, tuner.elapsed, tuner.request.budget), err=True, nl=False)
     sys.stderr.flush()
+
+
+def _bar(done: int, planned: int | None, elapsed: float, budget: float | None, width: int = 30) -> str:
+    fraction = done / planned if planned else elapsed / budget if budget else 0.0
+    filled = min(width, int(fraction * width))
+    trials = f"{done}/{planned} trials" if planned else f"{done} trials"
+    clock = f"{elapsed:.0f} s / {budget:.0f} s" if budget else f"{elapsed:.0f} s"
+    return f"[{'#' * filled}{'.' * (width - filled)}] {trials}, {clock}"
+
+
+def _launch_line(tuner: Tuner) -> str:
+    """The command that runs the winner the way its trial ran (model, sequence, ranks, hosts)."""
+    b = tuner.request.base
+    flags = [f"--model {b.model}", f"--seq-len {b.seq_len}" if b.seq_len else "", "--cpu" if b.cpu else "",
+             f"--nproc {b.nproc}" if b.nproc else "", f"--hostfile {b.hostfile}" if b.hostfile else "",
+             f"--launcher {b.launcher}" if b.launcher else ""]
+    return " ".join(["launchdeck launch", str(tuner.directory / "best.yaml"), *filter(None, flags)])
 
 
 def _summary(tuner: Tuner) -> str:
@@ -141,6 +163,6 @@ def _summary(tuner: Tuner) -> str:
         lines.append("no trial succeeded; see the trials' run records under " + str(tuner.directory))
     else:
         lines.append(f"best: {best.candidate.label} → {tuner.directory / 'best.yaml'}")
-        lines.append(f"  launchdeck launch {tuner.directory / 'best.yaml'}")
+        lines.append("  " + _launch_line(tuner))
     lines.append(f"  launchdeck report {tuner.directory}")
     return "\n".join(lines)

@@ -42,10 +42,24 @@ def stale_locks(root: str, max_age: float = STALE_AFTER_S) -> list[Path]:
     return found
 
 
-def sweep(root: str, max_age: float = STALE_AFTER_S) -> list[Path]:
-    """Remove the stale locks under ``root``; returns what was removed."""
+def locks_since(root: str, since: float) -> list[Path]:
+    """Build locks under ``root`` made at or after ``since`` (epoch seconds): a stopped job's, once it is gone."""
+    base = Path(root)
+    found = []
+    for lock in base.glob("*/lock") if base.is_dir() else []:
+        try:
+            if lock.stat().st_mtime >= since:
+                found.append(lock)
+        except OSError:
+            continue
+    return found
+
+
+def sweep(root: str, max_age: float = STALE_AFTER_S, since: float | None = None) -> list[Path]:
+    """Remove the stale locks under ``root`` (older than ``max_age``, or made since ``since`` by a job that is
+    gone); returns what was removed."""
     removed = []
-    for lock in stale_locks(root, max_age):
+    for lock in stale_locks(root, max_age) if since is None else locks_since(root, since):
         try:
             os.unlink(lock)
             removed.append(lock)

@@ -29,6 +29,8 @@ def write_report(directories: list[str], out: Path) -> list[Path]:
 def markdown(points: list[Point], directories: list[str], figures: list[Path]) -> str:
     lines = ["# launchdeck report", "", "From: " + ", ".join(f"`{d}`" for d in directories), ""]
     lines += [f"![{figure.stem}]({figure.name})" for figure in figures] + [""]
+    if not points:
+        lines += ["Nothing measured to draw: no trial or run finished (see each trial's run record).", ""]
     rows = [p for p in points if p.tokens_per_s]
     if rows:
         lines += ["| strategy | micro batch | ranks | tokens/s | peak MiB measured | peak MiB estimated |",

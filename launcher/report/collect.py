@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,19 +26,24 @@ class Point:
 
 
 def collect(directories: list[str]) -> list[Point]:
-    """Every point found under ``directories``; a directory with nothing launchdeck wrote is an error."""
+    """Every point found under ``directories``; a directory with nothing launchdeck wrote, or a damaged file,
+    is an error (one line)."""
     points: list[Point] = []
     for directory in directories:
-        found = _read(Path(directory))
-        if not found:
+        root = Path(directory)
+        if not root.is_dir():
+            raise LaunchdeckError(f"{root}: not a directory")
+        if not any((root / name).is_file() for name in ("tune.json", "report.json", "result.json")) and \
+                not any(root.glob("*/result.json")):
             raise LaunchdeckError(f"{directory}: no tune.json, report.json or result.json of launchdeck here")
-        points += found
-    return points
+        try:
+            points += _read(root)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:  # JSONDecodeError is a ValueError
+            raise LaunchdeckError(f"{directory}: unreadable or damaged ({type(exc).__name__}: {exc})") from None
+    return [p for p in points if p.tokens_per_s is None or math.isfinite(p.tokens_per_s)]
 
 
 def _read(root: Path) -> list[Point]:
-    if not root.is_dir():
-        raise LaunchdeckError(f"{root}: not a directory")
     if (root / "tune.json").is_file():
         return _tune(root)
     if (root / "report.json").is_file():
@@ -62,12 +68,16 @@ def _tune(root: Path) -> list[Point]:
         run_dir = Path(trial["run_dir"])
         point = _run(run_dir, trial["candidate"]["micro_batch"]) if (run_dir / "result.json").is_file() else \
             Point(trial["candidate"]["strategy"], str(root), trial["candidate"]["micro_batch"])
-        point.strategy = trial["candidate"]["label"].split(" mb=")[0] if trial["candidate"]["knobs"] else \
-            trial["candidate"]["strategy"]
+        point.strategy = _without_micro_batch(trial["candidate"]["label"])  # strategy and knobs
         point.tokens_per_s, point.estimate = trial["tokens_per_s"], trial.get("estimate")
         point.memory = trial.get("memory") or point.memory
         points.append(point)
     return points
+
+
+def _without_micro_batch(label: str) -> str:
+    """``zero2 mb=4 reduce_bucket_size=2e+07`` → ``zero2 reduce_bucket_size=2e+07``."""
+    return " ".join(word for word in label.split() if not word.startswith("mb="))
 
 
 def _bench(root: Path, data: dict | list) -> list[Point]:
@@ -77,5 +87,5 @@ def _bench(root: Path, data: dict | list) -> list[Point]:
     points = [Point(row["strategy"], str(root), ranks=2, tokens_per_s=row.get("tokens_per_s"))
               for row in data.get("strategies", []) if row.get("ok")]
     points += [Point(row["strategy"], str(root), ranks=row["ranks"], tokens_per_s=row["tokens_per_s"])
-               for row in data.get("scaling", [])]
+               for row in data.get("scaling", []) if row.get("ok")]
     return points

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
@@ -51,8 +52,11 @@ def run(prepared: Prepared, *, check_hosts: bool = True, console: IO[str] | str 
     run_dir = Path(plan.run_dir)
     record.create(run_dir)
     record.write_inputs(plan, prepared.rendered)
+    started = time.time()
     with record.described(run_dir, prepared.rendered, plan, warn=notify), _console(run_dir, console) as out:
         outcome = execute.run(plan, console=out, time_limit=time_limit)
+    if outcome.returncode:  # its ranks are gone: a build they were in the middle of can never finish
+        _sweep_build_locks(plan, notify, since=started)
     record.write_outcome(run_dir, outcome)
     return outcome
 
@@ -60,10 +64,11 @@ def run(prepared: Prepared, *, check_hosts: bool = True, console: IO[str] | str 
 CONSOLE_LOG = "logs/console.log"
 
 
-def _sweep_build_locks(plan: LaunchPlan, notify: Callable[[str], None]) -> None:
-    """Locks left by a rank killed while building a C++ op would make this job wait forever: remove them."""
+def _sweep_build_locks(plan: LaunchPlan, notify: Callable[[str], None], since: float | None = None) -> None:
+    """Locks left by a rank killed while building a C++ op make every later job wait forever: remove the old
+    ones before a job, and after a failed job the ones it made."""
     root = plan.nodes[0].env.get(extensions.ENV) if plan.nodes else None
-    for lock in extensions.sweep(root) if root else []:
+    for lock in extensions.sweep(root, since=since) if root else []:
         notify(f"launchdeck: notice: removed {lock}, left by a build that was killed")
 
 

@@ -149,7 +149,9 @@ class Watch:
     def first(self, logs: Path) -> Failure | None:
         if not self.candidates:
             return None
-        c = min(self.candidates, key=lambda candidate: candidate.t)
+        timed_out = [c for c in self.candidates if c.reason.startswith(TIMED_OUT)]
+        # a time limit is the cause of everything after it, whatever the hosts' clocks say
+        c = timed_out[0] if timed_out else min(self.candidates, key=lambda candidate: candidate.t)
         tails = rank_log_tails(logs, c.rank) if c.rank is not None else {}
         if c.output and not tails:
             tails = {"output": [line.rstrip("\n") for line in c.output if line.strip()]}

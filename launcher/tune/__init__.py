@@ -27,6 +27,7 @@ from .space import Candidate, best_yaml
 from .trial import TrialResult, TrialSettings, run_trial
 
 OBJECTIVES = ("tokens_per_s", "loss")
+MIN_TRIAL_S = 5.0  # less budget than this left: no trial can start and measure anything
 SEARCHES = ("grid", "bayes")
 
 
@@ -65,42 +66,57 @@ class Tuner:
         r = self.request
         self.settings = TrialSettings(base=r.base, steps=r.steps, warmup=r.warmup, timeout=r.trial_timeout)
         self.cache = TrialCache(Path(r.base.runs_root) / "tune-cache.json") if r.cache else None
-        self.context = {"model": r.base.model, "seq_len": r.base.seq_len, "nproc": r.base.nproc,
-                        "hostfile": r.base.hostfile, "cpu": r.base.cpu, "steps": r.steps, "warmup": r.warmup,
-                        "base": list(r.base.overrides), "machine": fingerprint(r.base.cpu)}
+        self.context = {"model": r.base.model, "seq_len": r.base.seq_len, "steps": r.steps, "warmup": r.warmup,
+                        "env": list(r.base.env), "transport": r.base.launcher, "machine": fingerprint(r.base.cpu)}
+
+    @property
+    def planned(self) -> int | None:
+        """Trials the search means to run (None: decided as it goes, like the doubling micro batch)."""
+        r = self.request
+        if r.search == "bayes":
+            return r.trials
+        return len(r.strategies) * len(r.micro_batches) if r.micro_batches else None
 
     @property
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
     def out_of_budget(self) -> bool:
-        return self.request.budget is not None and self.elapsed >= self.request.budget
+        return self.time_left() < MIN_TRIAL_S
 
     def measure(self, candidate: Candidate) -> TrialResult:
         """The candidate's result: skipped, cached, or measured now (and remembered)."""
         run_dir = self.directory / f"trial-{len(self.results) + 1:02d}"
-        result, estimate = self._gate(candidate, run_dir)
+        result, estimate, config = self._gate(candidate, run_dir)
         if result is None:
-            key = candidate.key(self.context)
+            key = candidate.key({**self.context, "config": config})
             result = self.cache.get(key) if self.cache else None
-            result = replace(result, cached=True) if result else run_trial(candidate, self.settings, run_dir,
-                                                                            estimate)
+            result = replace(result, cached=True) if result else \
+                run_trial(candidate, self.settings, run_dir, estimate, self.time_left())
             if self.cache and not result.cached:
                 self.cache.put(key, result)
         self.results.append(result)
+        self.write()  # an interrupted tune keeps what it measured
         self.progress(result, self)
         return result
 
-    def _gate(self, candidate: Candidate, run_dir: Path) -> tuple[TrialResult | None, dict | None]:
-        """(a skip verdict when the candidate cannot run, would not fit, or the budget is spent; its estimate)."""
+    def time_left(self) -> float:
+        return float("inf") if self.request.budget is None else self.request.budget - self.elapsed
+
+    def _gate(self, candidate: Candidate, run_dir: Path) -> tuple[TrialResult | None, dict | None, dict | None]:
+        """(a skip verdict when the candidate cannot run, would not fit, or the budget is spent; its estimate;
+        what the trial would run: the rendered config and the plan's world)."""
         if self.out_of_budget():
-            return TrialResult(candidate, "skipped", "the budget is spent"), None
+            return TrialResult(candidate, "skipped", "the budget is spent"), None, None
         request = replace(self.request.base, strategy=candidate.strategy, run_dir=str(run_dir),
                           overrides=(*self.request.base.overrides, *candidate.overrides()))
         try:
-            rendered = prepare(request).rendered
+            prepared = prepare(request)
         except LaunchdeckError as exc:
-            return TrialResult(candidate, "skipped", str(exc)), None
+            return TrialResult(candidate, "skipped", str(exc)), None, None
+        rendered = prepared.rendered
+        config = {"rendered": rendered.config, "world": prepared.plan.world_size,
+                  "hosts": [node.host for node in prepared.plan.nodes]}
         model = resolve(request.model)
         work = Workload(model, candidate.micro_batch, request.seq_len or model.seq_len,
                         cpu=rendered.cluster.accelerator == "cpu")
@@ -108,8 +124,8 @@ class Tuner:
         limit = self.request.memory_limit
         if limit is not None and estimate.peak > limit:
             reason = f"estimate: {human(estimate.peak)} per rank > {human(limit)}"
-            return TrialResult(candidate, "skipped", reason, estimate=estimate.to_json()), None
-        return None, estimate.to_json()
+            return TrialResult(candidate, "skipped", reason, estimate=estimate.to_json()), None, None
+        return None, estimate.to_json(), config
 
     def best(self) -> TrialResult | None:
         ok = [r for r in self.results if r.status == "ok" and _score(r, self.request.objective) is not None]
@@ -126,7 +142,8 @@ class Tuner:
         if best is None:
             return None
         path = self.directory / "best.yaml"
-        write_atomic(path, best_yaml(best.candidate, best.tokens_per_s or 0.0, str(self.directory)))
+        text = best_yaml(best.candidate, best.tokens_per_s or 0.0, str(self.directory), self.request.base.overrides)
+        write_atomic(path, text)
         return path
 
 

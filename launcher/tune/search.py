@@ -78,5 +78,4 @@ def bayes(tuner: Tuner) -> None:
 def _suggest(trial, name: str, knob) -> float | int:
     if knob.integer:
         return trial.suggest_int(name, int(knob.low), int(knob.high), log=knob.log)
-    value = trial.suggest_float(name, knob.low, knob.high, log=knob.log)
-    return float(f"{value:.3g}")  # knobs as a person would write them (and as the cache keys them)
+    return trial.suggest_float(name, knob.low, knob.high, log=knob.log)  # measured exactly as suggested

@@ -37,19 +37,25 @@ class Candidate:
         return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
+def _nest(doc: dict, dotted: str, value: object) -> None:
+    node = doc
+    *path, leaf = dotted.split(".")
+    for part in path:
+        node = node.setdefault(part, {})
+    node[leaf] = value
+
+
 def _short(value: float | int) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-def best_yaml(candidate: Candidate, tokens_per_s: float, directory: str) -> str:
-    """The winner as a strategy file that ``extends`` the catalog strategy with the chosen knobs."""
+def best_yaml(candidate: Candidate, tokens_per_s: float, directory: str, overrides: tuple[str, ...] = ()) -> str:
+    """The winner as a strategy file that ``extends`` the catalog strategy with every override the trial ran
+    with: the tune's ``--set`` entries, then the micro batch and the chosen knobs."""
     doc: dict = {"description": f"tuned in {directory}: {candidate.label}, {tokens_per_s:,.0f} tokens/s",
-                 "extends": candidate.strategy, "training": {"micro_batch": candidate.micro_batch}}
-    for key, value in candidate.knobs:
-        node = doc
-        *path, leaf = key.split(".")
-        for part in path:
-            node = node.setdefault(part, {})
-        node[leaf] = value
+                 "extends": candidate.strategy}
+    for entry in (*overrides, *candidate.overrides()):
+        key, _, text = entry.partition("=")
+        _nest(doc, key, yaml.safe_load(text))
     header = "# Written by `launchdeck tune`: launch it with `launchdeck launch THIS_FILE`.\n"
     return header + yaml.safe_dump(doc, sort_keys=False)

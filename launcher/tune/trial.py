@@ -23,6 +23,7 @@ from ..run.watch import TIMED_OUT
 from .space import Candidate
 
 STATUSES = ("ok", "oom", "crash", "hang", "timeout", "skipped")
+MEASURED_STEPS = 2  # launch --measure-memory tracks the payload's first two steps
 
 
 @dataclass(frozen=True)
@@ -65,18 +66,21 @@ class TrialSettings:
     timeout: float
 
 
-def run_trial(candidate: Candidate, settings: TrialSettings, run_dir: Path,
-              estimate: dict | None = None) -> TrialResult:
-    """Launch ``candidate`` into ``run_dir`` and judge it from the run record."""
+def run_trial(candidate: Candidate, settings: TrialSettings, run_dir: Path, estimate: dict | None = None,
+              time_left: float = float("inf")) -> TrialResult:
+    """Launch ``candidate`` into ``run_dir`` and judge it from the run record; it may run for its timeout or
+    what is left of the tune's budget, whichever is shorter."""
     request = replace(settings.base, strategy=candidate.strategy,
                       overrides=(*settings.base.overrides, *candidate.overrides()),
                       steps=settings.steps + settings.warmup, run_dir=str(run_dir), measure_memory=True)
     started = time.monotonic()
     try:
         outcome = api.launch(request, console=api.CONSOLE_LOG, notify=lambda _line: None,
-                             time_limit=settings.timeout)
+                             time_limit=min(settings.timeout, time_left))
     except LaunchdeckError as exc:  # refused before it started (a config DeepSpeed rejects, a host down)
         return TrialResult(candidate, "skipped", str(exc), run_dir=str(run_dir))
+    if outcome.interrupted:  # Ctrl-C ends the tune, not just this trial
+        raise KeyboardInterrupt
     return replace(judge(candidate, outcome, settings.warmup, time.monotonic() - started), estimate=estimate)
 
 
@@ -88,7 +92,8 @@ def judge(candidate: Candidate, outcome: Outcome, warmup: int, seconds: float) -
         return TrialResult(candidate, status if status != "ok" else "crash", reason or "no result.json",
                            run_dir=outcome.run_dir, seconds=seconds)
     result = json.loads(result_path.read_text())
-    return TrialResult(candidate, "ok", tokens_per_s=throughput(result, warmup), loss=final_loss(result),
+    timed_from = max(warmup, MEASURED_STEPS)  # the payload's memory-measured steps are slower: never timed
+    return TrialResult(candidate, "ok", tokens_per_s=throughput(result, timed_from), loss=final_loss(result),
                        peak_mem_mb=(result.get("memory") or {}).get("peak", 0) / 2**20 or result.get("peak_mem_mb"),
                        memory=result.get("memory"), run_dir=outcome.run_dir, seconds=seconds)
 

@@ -34,7 +34,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--measure-memory", action="store_true",
                    help="measure the second step's memory per rank (MemTracker) into result.json 'memory'")
     p.add_argument("--crash-at", metavar="RANK:STEP", help="fault drill: RANK exits with code 17 before STEP")
-    p.add_argument("--hang-at", metavar="RANK:STEP", help="fault drill: RANK blocks (runnable) before STEP")
+    p.add_argument("--hang-at", metavar="RANK:STEP", help="fault drill: RANK blocks (alive, not stopped) before STEP")
     return p.parse_args(argv)
 
 
@@ -45,9 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     from ...errors import OUT_OF_MEMORY_EXIT
     from .loop import train
 
+    out_of_memory = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)  # torch < 2.5: CUDA's name
     try:
         return train(args, STARTED)
-    except (torch.OutOfMemoryError, MemoryError) as exc:  # a verdict a tuner can read from the exit code
+    except (out_of_memory, MemoryError) as exc:  # a verdict a tuner reads from the exit code
         print(f"launchdeck: out of memory: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
               file=sys.stderr, flush=True)
         return OUT_OF_MEMORY_EXIT

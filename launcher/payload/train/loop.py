@@ -69,7 +69,7 @@ def train(args, started: float) -> int:
             os._exit(CRASH_EXIT_CODE)
         if hang == (rt.rank, step):
             print(f"fault drill: rank {rt.rank} blocks before step {step + 1}", flush=True)
-            threading.Event().wait()  # runnable, never returns: the others wait in the next collective
+            threading.Event().wait()  # alive and not stopped, never returns: the others wait in a collective
         began = time.perf_counter()
         with _measuring(probe, engine, step - start):
             loss = engine.train_step(step)
