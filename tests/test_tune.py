@@ -154,3 +154,16 @@ def test_bayes_searches_the_engines_knobs_with_optuna(tmp_path):
 def test_report_refuses_a_directory_without_measurements(cli, tmp_path):
     result = cli("report", str(tmp_path))
     assert result.exit_code == 2 and "no tune.json" in result.stderr
+
+
+@pytest.mark.parametrize("engine", ["deepspeed", "ddp", "horovod"])
+def test_every_tunable_knob_renders_at_both_ends_of_its_range(engine):
+    """What bayes may suggest must be what the strategy schema accepts (integers where it wants them)."""
+    from launcher.render import Cluster, render
+    from launcher.spec import engines
+
+    strategy = {"deepspeed": "zero2", "ddp": "ddp", "horovod": "horovod"}[engine]
+    for key, knob in engines.get(engine).tunable.items():
+        for end in (knob.low, knob.high, (knob.low * knob.high) ** 0.5):
+            value = round(end / knob.multiple) * knob.multiple if knob.integer else end
+            render(load_strategy(strategy, [f"{key}={value!r}"]), Cluster(2))

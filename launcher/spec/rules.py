@@ -39,6 +39,9 @@ def _check_zero(z: Zero) -> None:
     for key, used in needs_stage3.items():
         if used and z.stage != 3:
             raise SchemaError(key, f"needs ZeRO stage 3 (zero.stage is {z.stage})")
+    if z.stage in (1, 2) and z.allgather_bucket_size % 2:  # stage_1_and_2.py asserts it at start-up
+        raise SchemaError("zero.allgather_bucket_size", f"must be a multiple of 2 for ZeRO-1/2 (DeepSpeed's "
+                          f"nccl_start_alignment_factor); got {z.allgather_bucket_size:.0f}")
     if z.offload_optimizer.device != "none" and z.stage == 0:
         raise SchemaError("zero.offload_optimizer.device", "needs ZeRO stage 1, 2 or 3 (zero.stage is 0)")
     _check_offload("zero.offload_optimizer", z.offload_optimizer)

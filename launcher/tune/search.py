@@ -76,6 +76,7 @@ def bayes(tuner: Tuner) -> None:
 
 
 def _suggest(trial, name: str, knob) -> float | int:
-    if knob.integer:
-        return trial.suggest_int(name, int(knob.low), int(knob.high), log=knob.log)
+    if knob.integer:  # optuna searches the quotient, so what it records is exactly what was measured
+        units = trial.suggest_int(name, int(knob.low) // knob.multiple, int(knob.high) // knob.multiple, log=knob.log)
+        return units * knob.multiple
     return trial.suggest_float(name, knob.low, knob.high, log=knob.log)  # measured exactly as suggested

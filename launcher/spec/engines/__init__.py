@@ -39,6 +39,7 @@ class Knob:
     high: float
     log: bool = True
     integer: bool = False
+    multiple: int = 1  # integers only: the value must be a multiple of this
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@ SPEC = EngineSpec(
     description="DeepSpeed ZeRO 0-3, offload, ZeRO++ and pipeline parallelism",
     renderer="launcher.render.deepspeed:render",
     estimator="launcher.estimate.deepspeed:estimate",
-    tunable={"zero.reduce_bucket_size": Knob(1e6, 1e9), "zero.allgather_bucket_size": Knob(1e6, 1e9)},
+    tunable={"zero.reduce_bucket_size": Knob(1e6, 1e9, integer=True),
+             "zero.allgather_bucket_size": Knob(1e6, 1e9, integer=True, multiple=2)},  # DeepSpeed asserts it
     sections=frozenset({"zero", "pipeline", "deepspeed"}),
     defaults={"zero": Zero()},
     payload="launcher.payload.train.engines.deepspeed",
