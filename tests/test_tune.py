@@ -167,3 +167,15 @@ def test_every_tunable_knob_renders_at_both_ends_of_its_range(engine):
         for end in (knob.low, knob.high, (knob.low * knob.high) ** 0.5):
             value = round(end / knob.multiple) * knob.multiple if knob.integer else end
             render(load_strategy(strategy, [f"{key}={value!r}"]), Cluster(2))
+
+
+@pytest.mark.slow
+def test_the_loss_objective_searches_learning_rate_and_warmup(tmp_path):
+    request = TuneRequest(strategies=("ddp",), micro_batches=(2,), base=base(tmp_path), steps=3, warmup=2,
+                          search="bayes", objective="loss", trials=2, out_dir=str(tmp_path / "tune"), cache=False)
+    tuner = tune(request)
+    assert [r.status for r in tuner.results] == ["ok", "ok"]
+    assert all(dict(r.candidate.knobs).keys() == {"optimizer.lr", "scheduler.warmup_ratio"} for r in tuner.results)
+    best = tuner.best()
+    assert best.loss == min(r.loss for r in tuner.results)
+    assert load_strategy(str(tuner.directory / "best.yaml")).optimizer.lr == dict(best.candidate.knobs)["optimizer.lr"]
