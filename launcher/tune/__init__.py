@@ -19,12 +19,12 @@ from ..errors import LaunchdeckError
 from ..estimate import Workload, per_rank
 from ..estimate.units import human
 from ..files import write_atomic
-from ..plan.prepare import prepare
+from ..plan.prepare import Prepared, prepare
 from ..plan.request import LaunchRequest
 from ..spec.models import resolve
 from .cache import TrialCache, fingerprint
 from .space import Candidate, best_yaml
-from .trial import TrialResult, TrialSettings, run_trial
+from .trial import TrialResult, TrialSettings, run_trial, trial_request
 
 OBJECTIVES = ("tokens_per_s", "loss")
 MIN_TRIAL_S = 5.0  # less budget than this left: no trial can start and measure anything
@@ -87,12 +87,12 @@ class Tuner:
     def measure(self, candidate: Candidate) -> TrialResult:
         """The candidate's result: skipped, cached, or measured now (and remembered)."""
         run_dir = self.directory / f"trial-{len(self.results) + 1:02d}"
-        result, estimate, config = self._gate(candidate, run_dir)
+        result, estimate, prepared = self._gate(candidate, run_dir)
         if result is None:
-            key = candidate.key({**self.context, "config": config})
+            key = candidate.key({**self.context, "config": _identity(prepared)})
             result = self.cache.get(key) if self.cache else None
             result = replace(result, cached=True) if result else \
-                run_trial(candidate, self.settings, run_dir, estimate, self.time_left())
+                run_trial(candidate, prepared, self.settings, estimate, self.time_left())
             if self.cache and not result.cached:
                 self.cache.put(key, result)
         self.results.append(result)
@@ -103,20 +103,17 @@ class Tuner:
     def time_left(self) -> float:
         return float("inf") if self.request.budget is None else self.request.budget - self.elapsed
 
-    def _gate(self, candidate: Candidate, run_dir: Path) -> tuple[TrialResult | None, dict | None, dict | None]:
+    def _gate(self, candidate: Candidate, run_dir: Path) -> tuple[TrialResult | None, dict | None, Prepared | None]:
         """(a skip verdict when the candidate cannot run, would not fit, or the budget is spent; its estimate;
-        what the trial would run: the rendered config and the plan's world)."""
+        the prepared trial, rendered and planned once for both the gate and the run)."""
         if self.out_of_budget():
             return TrialResult(candidate, "skipped", "the budget is spent"), None, None
-        request = replace(self.request.base, strategy=candidate.strategy, run_dir=str(run_dir),
-                          overrides=(*self.request.base.overrides, *candidate.overrides()))
+        request = trial_request(candidate, self.settings, run_dir)
         try:
             prepared = prepare(request)
         except LaunchdeckError as exc:
             return TrialResult(candidate, "skipped", str(exc)), None, None
         rendered = prepared.rendered
-        config = {"rendered": rendered.config, "world": prepared.plan.world_size,
-                  "hosts": [node.host for node in prepared.plan.nodes]}
         model = resolve(request.model)
         work = Workload(model, candidate.micro_batch, request.seq_len or model.seq_len,
                         cpu=rendered.cluster.accelerator == "cpu")
@@ -125,7 +122,7 @@ class Tuner:
         if limit is not None and estimate.peak > limit:
             reason = f"estimate: {human(estimate.peak)} per rank > {human(limit)}"
             return TrialResult(candidate, "skipped", reason, estimate=estimate.to_json()), None, None
-        return None, estimate.to_json(), config
+        return None, estimate.to_json(), prepared
 
     def best(self) -> TrialResult | None:
         ok = [r for r in self.results if r.status == "ok" and _score(r, self.request.objective) is not None]
@@ -145,6 +142,12 @@ class Tuner:
         text = best_yaml(best.candidate, best.tokens_per_s or 0.0, str(self.directory), self.request.base.overrides)
         write_atomic(path, text)
         return path
+
+
+def _identity(prepared: Prepared) -> dict:
+    """What a trial runs, as the cache keys it: the rendered config, the world and its hosts."""
+    plan = prepared.plan
+    return {"rendered": prepared.rendered.config, "world": plan.world_size, "hosts": [n.host for n in plan.nodes]}
 
 
 def _score(result: TrialResult, objective: str) -> float | None:

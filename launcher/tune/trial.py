@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from ..errors import OUT_OF_MEMORY_EXIT, LaunchdeckError
+from ..plan.prepare import Prepared
 from ..plan.request import LaunchRequest
 from ..run import api
 from ..run.execute import Outcome
@@ -66,19 +67,23 @@ class TrialSettings:
     timeout: float
 
 
-def run_trial(candidate: Candidate, settings: TrialSettings, run_dir: Path, estimate: dict | None = None,
+def trial_request(candidate: Candidate, settings: TrialSettings, run_dir: Path) -> LaunchRequest:
+    """The launch a trial is: the base request with the candidate's overrides, its steps, measured memory."""
+    return replace(settings.base, strategy=candidate.strategy, overrides=(*settings.base.overrides,
+                   *candidate.overrides()), steps=settings.steps + settings.warmup, run_dir=str(run_dir),
+                   measure_memory=True)
+
+
+def run_trial(candidate: Candidate, prepared: Prepared, settings: TrialSettings, estimate: dict | None = None,
               time_left: float = float("inf")) -> TrialResult:
-    """Launch ``candidate`` into ``run_dir`` and judge it from the run record; it may run for its timeout or
-    what is left of the tune's budget, whichever is shorter."""
-    request = replace(settings.base, strategy=candidate.strategy,
-                      overrides=(*settings.base.overrides, *candidate.overrides()),
-                      steps=settings.steps + settings.warmup, run_dir=str(run_dir), measure_memory=True)
+    """Run the prepared trial and judge it from its run record; it may run for its timeout or what is left of
+    the tune's budget, whichever is shorter."""
     started = time.monotonic()
     try:
-        outcome = api.launch(request, console=api.CONSOLE_LOG, notify=lambda _line: None,
-                             time_limit=min(settings.timeout, time_left))
+        outcome = api.run(prepared, console=api.CONSOLE_LOG, notify=lambda _line: None,
+                          time_limit=min(settings.timeout, time_left))
     except LaunchdeckError as exc:  # refused before it started (a config DeepSpeed rejects, a host down)
-        return TrialResult(candidate, "skipped", str(exc), run_dir=str(run_dir))
+        return TrialResult(candidate, "skipped", str(exc), run_dir=prepared.plan.run_dir)
     if outcome.interrupted:  # Ctrl-C ends the tune, not just this trial
         raise KeyboardInterrupt
     return replace(judge(candidate, outcome, settings.warmup, time.monotonic() - started), estimate=estimate)
