@@ -74,11 +74,12 @@ def estimate_command(name: str | None, every: bool, model: str, world_size: int,
 def _one(name: str, shape: ModelShape, cluster: Cluster, memory: int | None, micro_batch: int | None,
          seq_len: int | None, cpu: bool, sets: tuple[str, ...]) -> Estimate:
     overrides = overrides_from(sets, micro_batch, None, None)
-    strategy = catalog.load_strategy(name, overrides)
-    if cpu:
-        from ..plan.prepare import cpu_adaptations
+    if cpu:  # what a CPU run changes, decided where launch decides it (imported only then: the plan layer)
+        from ..plan.prepare import strategy_for
 
-        strategy = catalog.load_strategy(name, [*(change for change, _ in cpu_adaptations(strategy)), *overrides])
+        strategy, _ = strategy_for(name, overrides, cpu)
+    else:
+        strategy = catalog.load_strategy(name, overrides)
     rendered = render(strategy, cluster)
     workload = Workload(shape, strategy.training.micro_batch, seq_len or shape.seq_len, cpu=cpu)
     return estimate(rendered, workload, memory)

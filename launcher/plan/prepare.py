@@ -99,11 +99,15 @@ def _cluster_shape(req: LaunchRequest, transport: str) -> _Shape:
 
 
 def _strategy(req: LaunchRequest, cpu: bool) -> tuple[Strategy, list[str]]:
-    overrides = with_steps(req.overrides, req.steps)
-    strategy = load_strategy(req.strategy, overrides)
+    return strategy_for(req.strategy, with_steps(req.overrides, req.steps), cpu)
+
+
+def strategy_for(ref: str, overrides: list[str], cpu: bool) -> tuple[Strategy, list[str]]:
+    """The strategy as ranks will run it: on CPU with what a CPU run changes applied; and the notices."""
+    strategy = load_strategy(ref, overrides)
     adaptations = cpu_adaptations(strategy) if cpu else []
     if adaptations:
-        strategy = load_strategy(req.strategy, [*overrides, *(o for o, _ in adaptations)])
+        strategy = load_strategy(ref, [*overrides, *(o for o, _ in adaptations)])
     return strategy, [f"launchdeck: notice: {why}" for _, why in adaptations]
 
 

@@ -16,7 +16,6 @@ class Point:
     """One measured configuration: strategy, micro batch, ranks, and whatever was measured of it."""
 
     strategy: str
-    source: str
     micro_batch: int | None = None
     ranks: int | None = None
     tokens_per_s: float | None = None
@@ -55,7 +54,7 @@ def _read(root: Path) -> list[Point]:
 
 def _run(run_dir: Path, micro_batch: int | None = None) -> Point:
     result = json.loads((run_dir / "result.json").read_text())
-    return Point(strategy=result.get("strategy", run_dir.name), source=str(run_dir), micro_batch=micro_batch,
+    return Point(strategy=result.get("strategy", run_dir.name), micro_batch=micro_batch,
                  ranks=result.get("world_size"), tokens_per_s=result.get("tokens_per_s"),
                  losses=result.get("losses", []), memory=result.get("memory"))
 
@@ -67,7 +66,7 @@ def _tune(root: Path) -> list[Point]:
             continue
         run_dir = Path(trial["run_dir"])
         point = _run(run_dir, trial["candidate"]["micro_batch"]) if (run_dir / "result.json").is_file() else \
-            Point(trial["candidate"]["strategy"], str(root), trial["candidate"]["micro_batch"])
+            Point(trial["candidate"]["strategy"], trial["candidate"]["micro_batch"])
         point.strategy = _without_micro_batch(trial["candidate"]["label"])  # strategy and knobs
         point.tokens_per_s, point.estimate = trial["tokens_per_s"], trial.get("estimate")
         point.memory = trial.get("memory") or point.memory
@@ -82,10 +81,10 @@ def _without_micro_batch(label: str) -> str:
 
 def _bench(root: Path, data: dict | list) -> list[Point]:
     if isinstance(data, list):  # make bench-memory: estimate vs measured per strategy and world
-        return [Point(f"{row['strategy']} ({row['model']}, {row['world']} ranks)", str(root), ranks=row["world"],
+        return [Point(f"{row['strategy']} ({row['model']}, {row['world']} ranks)", ranks=row["world"],
                       memory=row["measured"], estimate=row["estimate"]) for row in data]
-    points = [Point(row["strategy"], str(root), ranks=2, tokens_per_s=row.get("tokens_per_s"))
+    points = [Point(row["strategy"], ranks=2, tokens_per_s=row.get("tokens_per_s"))
               for row in data.get("strategies", []) if row.get("ok")]
-    points += [Point(row["strategy"], str(root), ranks=row["ranks"], tokens_per_s=row["tokens_per_s"])
+    points += [Point(row["strategy"], ranks=row["ranks"], tokens_per_s=row["tokens_per_s"])
                for row in data.get("scaling", []) if row.get("ok")]
     return points
