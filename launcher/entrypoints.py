@@ -6,6 +6,7 @@ The one place their paths are written: plans, the executor, preflight and tests 
 AGENT = "launcher.node.agent"  # the watchdog around each node's torchrun (or each rank under mpirun)
 PROBE = "launcher.node.probe"  # one JSON line of what a host can run (preflight, doctor)
 REAP = "launcher.node.reap"  # kills a frozen agent's tree on its host
+STACKS = "launcher.node.stacks"  # dumps every rank's stack on its host (a stalled job)
 PAYLOAD = "launcher.payload.train"  # the training payload every rank runs
 ALLREDUCE = "launcher.payload.allreduce"  # the doctor's tiny all-reduce job
 CLI = "launcher"  # `python -m launcher` is `launchdeck` (sbatch scripts call it so)

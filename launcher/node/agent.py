@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from . import events, processes, rankenv, torchrun_failures
+from . import events, processes, progress, rankenv, torchrun_failures
 
 TAIL_LINES = 400  # enough for torch elastic's failure table after a burst of tracebacks
 OUTPUT_LINES = 10_000  # relayed lines that may wait for a slow stream before the command waits too
@@ -59,6 +59,7 @@ class Options:
     heartbeat_timeout: float  # the launcher's: our output stalled this long means it is gone
     stdin_stop: bool
     tag: str  # events.tag_for(the run directory)
+    progress_dir: str | None = None  # where this node's ranks keep their progress records (launcher.node.progress)
 
 
 class Output:
@@ -148,10 +149,13 @@ class RankWatch:
             self.next_scan = now + SCAN_S
             self._scan(child, now)
 
+    def rank_ids(self) -> list[int]:
+        return [self.opts.rank] if self.opts.rank is not None else sorted(self.ranks.values())
+
     def _scan(self, child: int, now: float) -> None:
         below = [child, *processes.descendants(child)]
         if self.opts.rank is None:
-            self.ranks.update(rank_processes(below))
+            self.ranks.update(processes.rank_tops(below))
         stopped = {pid for pid in below if processes.state(pid) in ("T", "t")}
         self.stopped = {pid: self.stopped.get(pid, now) for pid in stopped}
         for pid, since in list(self.stopped.items()):
@@ -166,11 +170,26 @@ class RankWatch:
         self.stopped.pop(pid, None)
 
 
-def rank_processes(pids: list[int]) -> dict[int, int]:
-    """pid -> rank for the top process of each rank: one with RANK whose parent (torchrun) has none."""
-    ranks = {pid: rankenv.lookup(processes.environ(pid), "RANK") for pid in pids}
-    parents = processes.parents_of(pids)
-    return {pid: rank for pid, rank in ranks.items() if rank is not None and ranks.get(parents.get(pid)) != rank}
+@dataclass
+class ProgressRelay:
+    """The progress records of this agent's ranks, read at each heartbeat: the changed ones ride on it."""
+
+    directory: str | None
+    sent: dict[int, progress.Position] = field(default_factory=dict)
+
+    def changed(self, ranks: list[int]) -> dict[str, list]:
+        fresh = {}
+        for rank in ranks if self.directory else []:
+            position = progress.read(self.directory, rank)
+            if position is not None and position != self.sent.get(rank):
+                self.sent[rank] = position
+                fresh[str(rank)] = position.as_list()
+        return fresh
+
+    def beat(self, ranks: list[int]) -> dict[str, dict[str, list]]:
+        """The heartbeat's fields: ``progress`` only when a rank moved since the last one."""
+        fresh = self.changed(ranks)
+        return {"progress": fresh} if fresh else {}
 
 
 def relay(stream: IO[bytes], out: Output, fd: int, prefix: bytes | None, log: IO[bytes] | None,
@@ -219,11 +238,11 @@ def supervise(opts: Options) -> int:
     if opts.stdin_stop:
         threading.Thread(target=_watch_stdin, args=(stop,), daemon=True).start()
     out.event("start", pid=os.getpid(), host=opts.host)
-    watch, next_beat = RankWatch(opts, out), 0.0
+    watch, relay_progress, next_beat = RankWatch(opts, out), ProgressRelay(opts.progress_dir), 0.0
     while child.poll() is None and not stop.reason:
         now = time.monotonic()
         if now >= next_beat:
-            out.event("beat")
+            out.event("beat", **relay_progress.beat(watch.rank_ids()))
             next_beat = now + opts.beat_s
         if out.gone(now):
             stop.request("the launcher's connection is gone")
@@ -276,7 +295,8 @@ def parse(argv: list[str]) -> Options:
     return Options(id=events.rank_id(rank) if args.per_rank else events.node_id(args.node), host=host, rank=rank,
                    command=command, rank_logs=args.rank_logs, beat_s=args.beat, hang_timeout=args.hang_timeout,
                    grace_s=args.grace, heartbeat_timeout=args.heartbeat_timeout, stdin_stop=args.stdin_stop,
-                   tag=events.tag_for(os.environ.get("LAUNCHDECK_RUN_DIR", "")))
+                   tag=events.tag_for(os.environ.get("LAUNCHDECK_RUN_DIR", "")),
+                   progress_dir=os.environ.get(progress.ENV))
 
 
 def main(argv: list[str] | None = None) -> int:

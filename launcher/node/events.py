@@ -4,9 +4,10 @@ Agents write events into the same stream as the ranks' output (ssh, pdsh, mpirun
 horovodrun all carry stdout back, each with its own line prefix), so the launcher finds the marker
 anywhere in a line. The marker carries a tag derived from the run directory: a rank that prints
 another job's events (a nested launch, a log being replayed) is not mistaken for an agent. Kinds:
-``start`` (agent up, its pid), ``beat`` (alive), ``gone`` (a rank process ended; ``t`` is the
-agent's wall clock, so the first failure across hosts can be told apart from its collateral),
-``hung`` (a rank stayed stopped and was killed), ``exit`` (the agent's command ended).
+``start`` (agent up, its pid), ``beat`` (alive; ``progress``, when present, maps each of its ranks
+that moved since the last beat to its :class:`launcher.node.progress.Position` as a list), ``gone`` (a
+rank process ended; ``t`` is the agent's wall clock, so the first failure across hosts can be told
+apart from its collateral), ``hung`` (a rank stayed stopped and was killed), ``exit`` (the agent's command ended).
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ import signal
 import time
 from pathlib import Path
 
+from . import rankenv
+
 PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -60,6 +62,14 @@ def descendants(pid: int) -> list[int]:
         found.append(current)
         stack.extend(children.get(current, []))
     return found
+
+
+def rank_tops(pids: list[int]) -> dict[int, int]:
+    """pid -> rank for the top process of each rank among ``pids``: it carries a rank (RANK or its MPI and
+    Horovod names) and its parent does not carry the same one (a rank's children inherit its variables)."""
+    ranks = {pid: rankenv.lookup(environ(pid), "RANK") for pid in pids}
+    parents = parents_of(pids)
+    return {pid: rank for pid, rank in ranks.items() if rank is not None and ranks.get(parents.get(pid)) != rank}
 
 
 def signal_all(pids: list[int], sig: signal.Signals) -> None:
