@@ -1,6 +1,7 @@
 """One error family. The CLI turns any of these into one line on stderr and exit code 2."""
 
 OUT_OF_MEMORY_EXIT = 18  # a payload rank that ran out of device (or host) memory exits with this code
+STALLED_EXIT = 19  # launchdeck launch, when the job stopped making progress and was stopped for it
 
 
 class LaunchdeckError(Exception):

@@ -129,7 +129,7 @@ def test_a_grid_tune_measures_picks_caches_and_reports(tmp_path, cli):
 
 @pytest.mark.slow
 def test_a_hanging_trial_ends_at_its_timeout_and_the_tune_goes_on(tmp_path):
-    request = TuneRequest(strategies=("ddp",), micro_batches=(1, 2), base=base(tmp_path, hang_at="1:2"), steps=3,
+    request = TuneRequest(strategies=("ddp",), micro_batches=(1, 2), base=base(tmp_path, stall_at="1:2"), steps=3,
                           warmup=1, trial_timeout=20, out_dir=str(tmp_path / "tune"), cache=False)
     tuner = tune(request)
     assert [r.status for r in tuner.results] == ["timeout", "timeout"]

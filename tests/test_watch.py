@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from launcher.node import events
 from launcher.plan.model import LaunchPlan, NodePlan
 from launcher.plan.transports import common
@@ -92,3 +94,23 @@ def test_events_of_another_run_and_malformed_events_are_ordinary_output():
     assert events.decode(f"{events.MARKER}{mine}:" + '{"kind": "exit", "id": "node0"}', mine) is None  # no code
     assert events.decode(f"{events.MARKER}{mine}:" + '{"kind": "start", "id": "node0", "pid": 7}', mine)
     assert events.decode("[rank0]:" + events.encode(mine, "beat", id="rank0"), mine) == {"kind": "beat", "id": "rank0"}
+
+
+def test_heartbeats_carry_progress_and_a_stall_is_the_behind_ranks_failure(tmp_path):
+    watch = Watch(dataclasses.replace(plan(), stall_timeout=5.0))
+    for agent, ranks in (("node0", (0, 1)), ("node1", (2, 3))):
+        moved = {str(rank): [1, 1, "train", 10.0] for rank in ranks}
+        watch.on_event({"kind": "beat", "id": agent, "progress": moved}, now=1.0)
+    watch.on_event({"kind": "beat", "id": "node1", "progress": {"2": [1, 2, "train", 11.0], "3": "garbage",
+                                                                "x": [1, 2, "train", 1.0]}}, now=2.0)
+    assert watch.stall.positions[2].working == 2 and watch.stall.positions[3].working == 1
+    watch.on_event({"kind": "beat", "id": "node0", "progress": [1, 2]}, now=2.0)  # malformed: ignored
+    watch.on_event({"kind": "gone", "id": "node1", "rank": 3, "t": 12.0}, now=2.0)
+    assert watch.stall.ended == {3}
+    found = watch.stall.check(20.0)
+    assert found.behind == [0, 1]  # still after step 1 while rank 2 is in step 2; rank 3 is gone
+    watch.stalled_now(found, ["rank 0 …", "rank 1 …"])
+    first = watch.first(tmp_path)
+    assert (first.host, first.rank, first.exit_code) == ("node-a", 0, None)
+    assert first.reason.startswith("stalled: no rank made progress for 18.0 s") and first.stacks == ["rank 0 …",
+                                                                                                     "rank 1 …"]

@@ -37,6 +37,11 @@ from .options import cluster_options, overrides_from, strategy_overrides
                    "job ends everywhere; 0 never.")
 @click.option("--heartbeat-timeout", type=click.FloatRange(min=3), default=10.0, show_default=True,
               help="Across hosts: seconds without a heartbeat from a node's agent before the node counts as lost.")
+@click.option("--stall-timeout", type=click.FloatRange(min=0), help="Seconds without progress from any rank (or from "
+              "some while the others move) before the job counts as stalled: every rank's stack goes to logs/stall/, "
+              "the job is stopped everywhere (exit 19). Default: 10x the slowest step, at least 60 s, once every "
+              "rank finished its first step; 0 never.  [env: LAUNCHDECK_STALL_TIMEOUT]",
+              envvar="LAUNCHDECK_STALL_TIMEOUT")
 @click.option("--no-preflight", is_flag=True, help="Across hosts: skip the per-host checks (ssh, versions, GPUs, "
               "port) that run before anything starts.")
 @click.option("--check", is_flag=True, help="With --dry-run: also check the config with DeepSpeed's parser.")
@@ -45,7 +50,8 @@ from .options import cluster_options, overrides_from, strategy_overrides
 @click.option("--measure-memory", is_flag=True, help="Measure each rank's memory in the second step (peak, "
               "params, grads, optimizer, activations, buffers) into result.json; compare: launchdeck estimate.")
 @click.option("--crash-at", metavar="RANK:STEP", hidden=True, help="Fault drill: RANK exits 17 before STEP.")
-@click.option("--hang-at", metavar="RANK:STEP", hidden=True, help="Fault drill: RANK blocks before STEP.")
+@click.option("--stall-at", metavar="RANK:STEP", help="Fault drill: RANK blocks before STEP (alive, runnable), "
+              "so the others wait in the next collective: try --stall-timeout.")
 def launch(name: str, script: tuple[str, ...], sets: tuple[str, ...], micro_batch: int | None, grad_accum: int | None,
            precision: str | None, cluster: dict, no_preflight: bool, check: bool, dry_run: bool, as_json: bool,
            **request_fields: Any) -> None:

@@ -67,6 +67,7 @@ class LaunchPlan:
     files: dict[str, str] = field(default_factory=dict)  # written into the run record before the start
     agents: dict[str, str] = field(default_factory=dict)  # agent id -> host, for every agent that reports
     heartbeat_timeout: float = 10.0  # seconds an agent may stay silent before its node counts as lost
+    stall_timeout: float | None = None  # seconds without progress before the job is stalled (None: adaptive, 0: never)
     remote_shell: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:

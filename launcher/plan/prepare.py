@@ -15,7 +15,7 @@ from pathlib import Path
 from .. import entrypoints
 from ..cluster import hosts, schedulers
 from ..errors import LaunchdeckError
-from ..node import extensions
+from ..node import extensions, progress
 from ..node.probe import cpu_threads, visible_gpus
 from ..render import Cluster, RenderedConfig, render
 from ..spec import engines
@@ -139,7 +139,8 @@ def _context(req: LaunchRequest, transport: str, shape: _Shape, rendered: Render
         master_addr=master, master_port=common.choose_port(master, run_dir, req.master_port),
         rendezvous_host=rendezvous, cpu=shape.cpu, ssh_port=req.ssh_port, ssh_key=req.ssh_key,
         network_interface=req.network_interface, hang_timeout=req.hang_timeout,
-        heartbeat_timeout=req.heartbeat_timeout, extra={"horovodrun": rendered.config.get("horovodrun", [])})
+        heartbeat_timeout=req.heartbeat_timeout, stall_timeout=req.stall_timeout,
+        extra={"horovodrun": rendered.config.get("horovodrun", [])})
 
 
 def rank_command(req: LaunchRequest, rendered: RenderedConfig, run_dir: str, config_path: str,
@@ -148,6 +149,8 @@ def rank_command(req: LaunchRequest, rendered: RenderedConfig, run_dir: str, con
     s, spec = rendered.strategy, engines.get(rendered.engine)
     env = {"LAUNCHDECK_CONFIG": config_path, "LAUNCHDECK_ENGINE": s.engine, "LAUNCHDECK_STRATEGY": s.name,
            "LAUNCHDECK_RUN_DIR": run_dir}
+    if req.stall_timeout != 0:  # where ranks keep their progress records (launcher.node.progress)
+        env[progress.ENV] = str(Path(run_dir) / "progress")
     if cpu:
         env["DS_ACCELERATOR"] = "cpu"
     if req.script and req.measure_memory:
@@ -173,7 +176,7 @@ def payload_command(req: LaunchRequest, rendered: RenderedConfig, run_dir: str, 
     command += ["--cpu"] if cpu else []
     command += ["--measure-memory"] if req.measure_memory else []
     for flag, value in (("--data", req.data), ("--seq-len", req.seq_len), ("--crash-at", req.crash_at),
-                        ("--hang-at", req.hang_at)):
+                        ("--stall-at", req.stall_at)):
         if value is not None:
             command += [flag, str(value)]
     if req.resume:

@@ -33,7 +33,7 @@ class LaunchRequest:
     save_every: int = 0
     resume: str | None = None  # a run directory, a checkpoint directory, or "last"
     crash_at: str | None = None  # fault drill RANK:STEP
-    hang_at: str | None = None  # fault drill RANK:STEP: that rank blocks, the others wait in a collective
+    stall_at: str | None = None  # fault drill RANK:STEP: that rank blocks, the others wait in a collective
     measure_memory: bool = False  # the payload measures a step's memory per rank into result.json
     script: tuple[str, ...] = ()  # the user's script and its arguments, instead of the payload
     hostfile: str | None = None
@@ -48,3 +48,4 @@ class LaunchRequest:
     env: tuple[str, ...] = ()  # --env NAME=VALUE for every rank on every host
     hang_timeout: float = 5.0  # seconds a rank may stay stopped before it is killed (0: never)
     heartbeat_timeout: float = 10.0  # seconds an agent may stay silent before its node counts as lost
+    stall_timeout: float | None = None  # seconds no rank may make progress (None: adaptive; 0: never)

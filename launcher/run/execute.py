@@ -27,9 +27,11 @@ from pathlib import Path
 from typing import IO
 
 from .. import entrypoints
-from ..node import events, processes
+from ..errors import STALLED_EXIT
+from ..node import events, processes, progress
 from ..plan.model import Command, LaunchPlan
-from ..plan.transports.common import is_this_machine, remote_command
+from . import remote, stacks
+from .stall import StallWatch
 from .watch import Failure, Watch
 
 GRACE_S = 10.0  # from stop to SIGKILL: more than an agent's own teardown (5 s grace + 2 s + relays)
@@ -40,6 +42,7 @@ PUMP_S = 0.05  # the longest one pass over the output may take: signals and fail
 QUEUE_LINES = 10_000  # readers wait when this many lines are unhandled (a flood cannot eat the memory)
 PIPE_LINGER_S = 2.0  # a command that exited while orphans hold its pipe is done after this long
 TAIL = 400
+READ_PROGRESS_S = 0.5  # how often a job on this machine has its ranks' progress records read
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class Outcome:
     interrupted: bool
     failure: Failure | None
     run_dir: str = ""
+    stalled: bool = False  # the job stopped making progress (launcher.run.stall) and was stopped for it
 
 
 @dataclass
@@ -84,6 +88,7 @@ class Job:
         self.commands: list[Running] = []
         self.stopping_since: float | None = None
         self.killed = False
+        self.next_read = 0.0  # when this machine's progress records are read next (no agents)
 
     def start(self) -> None:
         """Start every command, each in a session of its own."""
@@ -173,7 +178,7 @@ def run(plan: LaunchPlan, console=sys.stdout, time_limit: float | None = None) -
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
     return Outcome(job.returncode() or (1 if watch.failed else 0), time.monotonic() - started,
-                   signals.count > 0, watch.first(logs), plan.run_dir)
+                   signals.count > 0, watch.first(logs), plan.run_dir, watch.stalled is not None)
 
 
 @dataclass
@@ -200,6 +205,7 @@ def _supervise(job: Job, watch: Watch, signals: _Signals, out: _Console, time_li
         now = time.monotonic()
         if job.stopping_since is None:
             watch.check(now)
+            _check_progress(job, watch, now)
             if deadline is not None and now > deadline:
                 watch.timed_out(time_limit)
             if signals.count:
@@ -225,30 +231,46 @@ def _pump(job: Job, watch: Watch, out: _Console, timeout: float) -> None:
         elif (event := events.decode(line, watch.tag)) is not None:
             watch.on_event(event, time.monotonic())
         else:
+            watch.stall.output(time.monotonic())
             command.tail.append(line)
             out.write(command.planned.label + line, quiet=job.stopping_since is not None)
+
+
+def _check_progress(job: Job, watch: Watch, now: float) -> None:
+    """Read this machine's progress records (no agent carries them), then judge: a stalled job gets every
+    rank's stack dumped and recorded before it is stopped like any other failure."""
+    if not job.plan.agents and now >= job.next_read:
+        job.next_read = now + READ_PROGRESS_S
+        _read_records(job.plan, watch.stall, now)
+    stall = watch.stall.check(now) if not watch.failed else None
+    if stall is None:
+        return
+    dumps = stacks.gather(job.plan, _stack_roots(job, watch))
+    stacks.write(Path(job.plan.run_dir) / "logs", dumps)
+    watch.stalled_now(stall, stacks.summaries(stall, dumps, job.plan.world_size, watch.rank_hosts))
+
+
+def _read_records(plan: LaunchPlan, stall: StallWatch, now: float) -> None:
+    directory = plan.nodes[0].env.get(progress.ENV) if plan.nodes else None
+    for rank in range(plan.world_size) if directory else ():
+        position = progress.read(directory, rank)
+        if position is not None:
+            stall.report(rank, position, now)
+
+
+def _stack_roots(job: Job, watch: Watch) -> dict[str, list[int]]:
+    """host -> the processes the ranks run below: each host's agents, or this machine's own commands."""
+    if job.plan.agents:
+        return watch.unfinished()
+    return {job.plan.nodes[0].host: [command.proc.pid for command in job.running()]}
 
 
 def reap_frozen(plan: LaunchPlan, unfinished: dict[str, list[int]]) -> None:
     """Agents that never reported an exit may be frozen, their ranks still below them: kill those trees
     on their hosts (``launcher.node.reap`` checks that each pid still is this job's agent)."""
-    reachable = {h: pids for h, pids in unfinished.items() if plan.remote_shell or is_this_machine(h)}
-    if reachable:
-        from concurrent.futures import ThreadPoolExecutor  # with logging, ~10 ms: only after a freeze
-
-        with ThreadPoolExecutor(max_workers=min(32, len(reachable))) as pool:
-            list(pool.map(lambda item: _reap_on(plan, *item), reachable.items()))
-
-
-def _reap_on(plan: LaunchPlan, host: str, pids: list[int]) -> None:
-    node = plan.nodes[0]
-    argv = [node.interpreter, "-m", entrypoints.REAP, "--run-dir", plan.run_dir, *map(str, pids)]
-    if not is_this_machine(host):
-        argv = [*plan.remote_shell, host, remote_command(node.cwd, {}, argv)]
-    try:
-        subprocess.run(argv, cwd=node.cwd, stdin=subprocess.DEVNULL, capture_output=True, timeout=REAP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        pass  # an unreachable host: nothing more can be done from here
+    args = {host: ["--run-dir", plan.run_dir, *map(str, pids)] for host, pids in unfinished.items()}
+    remote.on_each(remote.reachable(plan, list(args)),
+                   lambda host: remote.run_module(plan, host, entrypoints.REAP, args[host], REAP_TIMEOUT_S))
 
 
 def report(outcome: Outcome) -> str:
@@ -264,16 +286,22 @@ def report(outcome: Outcome) -> str:
         code = f"signal {signal.Signals(-f.exit_code).name}" if f.exit_code < 0 else f"exit code {f.exit_code}"
         what = f"{code} ({f.reason})" if f.reason else code
     lines = [f"launchdeck: job failed after {outcome.elapsed_s:.1f} s: {who}: {what}; every other rank was stopped"]
-    for path, tail in f.log_tails.items():
+    if f.stacks:
+        lines.append(f"--- where each rank was (full stacks: {Path(outcome.run_dir) / 'logs' / 'stall'}) ---")
+        lines += [f"  {line}" for line in f.stacks]
+    for path, tail in f.log_tails.items() if not f.stacks else ():
         lines.append(f"--- last lines of {path} ---")
         lines += [f"  {line}" for line in tail]
     return "\n".join(lines) + "\n"
 
 
 def exit_code_for(outcome: Outcome) -> int:
-    """The failing rank's own code when it has one, else the launcher command's; 130 after Ctrl-C."""
+    """The failing rank's own code when it has one, else the launcher command's; 130 after Ctrl-C; 19 when
+    the job stalled."""
     if outcome.returncode == 0:
         return 0
+    if outcome.stalled:
+        return STALLED_EXIT
     if outcome.failure and outcome.failure.exit_code and 0 < outcome.failure.exit_code < 256:
         return outcome.failure.exit_code
     return 130 if outcome.interrupted else (outcome.returncode if 0 < outcome.returncode < 256 else 1)

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..node import events, torchrun_failures
+from ..node.progress import Position
 from ..plan.model import LaunchPlan
+from .stall import Stall, StallWatch, describe
 
 START_TIMEOUT_S = 120.0  # an agent that never reports within this long never started
 TAIL_LINES = 12
@@ -31,6 +33,7 @@ class Failure:
     exit_code: int | None  # None: it did not exit (it hung, or stopped answering)
     log_tails: dict[str, list[str]]  # log path (or command) -> its last lines (stderr first, then stdout)
     reason: str = ""  # what happened, when an exit code alone does not say it
+    stacks: list[str] = field(default_factory=list)  # a stall: where each rank was, one line per rank
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class Candidate:
     exit_code: int | None
     reason: str = ""
     output: tuple[str, ...] = ()  # the command's last lines, when there is no rank log to show
+    stacks: tuple[str, ...] = ()
 
 
 @dataclass
@@ -65,9 +69,12 @@ class Watch:
     candidates: list[Candidate] = field(default_factory=list)
     begun: float = field(default_factory=time.monotonic)
     frozen: bool = False  # set once the user interrupted: what dies after that is no failure
+    stall: StallWatch = field(init=False)  # where each rank is, and whether the job still moves
+    stalled: Stall | None = None
 
     def __post_init__(self) -> None:
         self.tag = events.tag_for(self.plan.run_dir)
+        self.stall = StallWatch(self.plan.stall_timeout, self.plan.world_size)
         self.hosts = dict(self.plan.agents)
         self.rank_hosts = {rank: node.host for node in self.plan.nodes for rank in node.ranks}
 
@@ -83,8 +90,11 @@ class Watch:
         rank = event.get("rank")
         if kind == "start":
             self.pids[agent] = event["pid"]
+        elif kind == "beat":
+            self._progress(event.get("progress"), now)
         elif kind == "gone":
             self.gone.setdefault(rank, event["t"])
+            self.stall.ended.add(rank)
         elif kind == "hung":
             self._add(event["t"], self._host(agent, rank), rank, None,
                       f"hung: stopped for {event['seconds']} s, killed by launchdeck's agent")
@@ -93,6 +103,13 @@ class Watch:
             self.exited.add(agent)
             if event["code"]:
                 self._agent_failed(agent, event)
+
+    def _progress(self, moved: object, now: float) -> None:
+        """A heartbeat's ``progress``: rank (a string, as JSON keys are) -> its position as a list."""
+        for rank, items in moved.items() if isinstance(moved, dict) else ():
+            position = Position.from_list(items)
+            if rank.isdigit() and position is not None:
+                self.stall.report(int(rank), position, now)
 
     def _agent_failed(self, agent: str, event: dict) -> None:
         rank, code, t = event.get("rank"), event["code"], event["t"]
@@ -138,6 +155,13 @@ class Watch:
         """The job outlived the caller's time limit (a tuning trial's): a failure of the whole job."""
         self._add(time.time(), self.plan.rendezvous_host, None, None, f"{TIMED_OUT}: still running after {limit:g} s")
 
+    def stalled_now(self, stall: Stall, stacks: list[str]) -> None:
+        """The job stopped making progress: a failure of the rank behind (of the job, when none is)."""
+        self.stalled = stall
+        rank = stall.behind[0] if stall.behind else None
+        host = self.rank_hosts.get(rank, self.plan.rendezvous_host) if rank is not None else self.plan.rendezvous_host
+        self._add(time.time(), host, rank, None, describe(stall), stacks=tuple(stacks))
+
     def unfinished(self, among: set[str] | None = None) -> dict[str, list[int]]:
         """host -> pids of agents (of ``among``, default all) that started but never reported an exit."""
         found: dict[str, list[int]] = {}
@@ -155,12 +179,12 @@ class Watch:
         tails = rank_log_tails(logs, c.rank) if c.rank is not None else {}
         if c.output and not tails:
             tails = {"output": [line.rstrip("\n") for line in c.output if line.strip()]}
-        return Failure(c.host, c.rank, c.exit_code, tails, c.reason)
+        return Failure(c.host, c.rank, c.exit_code, tails, c.reason, list(c.stacks))
 
     def _add(self, t: float, host: str, rank: int | None, code: int | None, reason: str = "",
-             output: tuple[str, ...] = ()) -> None:
+             output: tuple[str, ...] = (), stacks: tuple[str, ...] = ()) -> None:
         if not self.frozen:
-            self.candidates.append(Candidate(t, host, rank, code, reason, output))
+            self.candidates.append(Candidate(t, host, rank, code, reason, output, stacks))
 
     def _host(self, agent: str, rank: int | None) -> str:
         return self.rank_hosts.get(rank, self.hosts[agent]) if rank is not None else self.hosts[agent]

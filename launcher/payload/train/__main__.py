@@ -8,6 +8,7 @@ import sys
 import time
 
 from ... import entrypoints
+from ...node import progress
 
 STARTED = time.perf_counter()
 
@@ -34,12 +35,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--measure-memory", action="store_true",
                    help="measure the second step's memory per rank (MemTracker) into result.json 'memory'")
     p.add_argument("--crash-at", metavar="RANK:STEP", help="fault drill: RANK exits with code 17 before STEP")
-    p.add_argument("--hang-at", metavar="RANK:STEP", help="fault drill: RANK blocks (alive, not stopped) before STEP")
+    p.add_argument("--stall-at", metavar="RANK:STEP", help="fault drill: RANK blocks (alive, not stopped) before STEP")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    progress.from_env()  # the record exists before the slow imports: start-up is not judged by silence
     import torch
 
     from ...errors import OUT_OF_MEMORY_EXIT

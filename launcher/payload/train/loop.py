@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...files import write_atomic
+from ...node import progress
 from . import checkpoint, engines, runtime
 from .data import Batches, load_corpus, token_ids
 from .memory import MEASURED_STEP, MemoryProbe
@@ -61,25 +62,37 @@ def train(args, started: float) -> int:
         print(f"launchdeck: {args.strategy} on {rt.world_size} {rt.device.type} rank(s) ({rt.backend}); model "
               f"{args.model} ({count_parameters(engine.module) / 1e6:.2f} M params), steps {start}→{args.steps}",
               flush=True)
-    crash, hang = _crash_plan(args.crash_at), _crash_plan(args.hang_at)
+    crash, stall = _crash_plan(args.crash_at), _crash_plan(args.stall_at)
     ckpt_root = Path(args.ckpt_dir or Path(args.run_dir or ".") / "checkpoints")
+    reporter = progress.from_env()  # the stall watch's view of this rank (None: not watched)
     for step in range(start, args.steps):
         if crash == (rt.rank, step):
             print(f"fault drill: rank {rt.rank} exits with {CRASH_EXIT_CODE} before step {step + 1}", flush=True)
             os._exit(CRASH_EXIT_CODE)
-        if hang == (rt.rank, step):
+        if stall == (rt.rank, step):
             print(f"fault drill: rank {rt.rank} blocks before step {step + 1}", flush=True)
-            threading.Event().wait()  # alive and not stopped, never returns: the others wait in a collective
+            stall_drill()
+        if reporter:
+            reporter.begin(step + 1)
         began = time.perf_counter()
         with _measuring(probe, engine, step - start):
             loss = engine.train_step(step)
         ended = time.perf_counter()
         meter.update(step, loss, engine.lr(), ended - began, ended)
         done = step + 1
+        if reporter:
+            reporter.finished_step(done)
         if (args.save_every and done % args.save_every == 0) or done == args.steps:
             save(engine, ckpt_root, done, rt, comm)
+    if reporter:
+        reporter.finished()
     _finish(args, engine, meter, rt, start, comm, probe)
     return 0
+
+
+def stall_drill() -> None:
+    """Block forever, alive and runnable (not stopped): the other ranks wait in the next collective."""
+    threading.Event().wait()
 
 
 def save(engine, root: Path, step: int, rt: runtime.Runtime, comm) -> None:

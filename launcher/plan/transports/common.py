@@ -49,6 +49,7 @@ class ClusterContext:
     network_interface: str | None = None
     hang_timeout: float = 5.0  # seconds a rank may stay stopped before its agent kills it (0: never)
     heartbeat_timeout: float = 10.0  # seconds an agent may stay silent before its node counts as lost
+    stall_timeout: float | None = None  # seconds without progress before the job is stalled (None: adaptive)
     extra: dict[str, object] = field(default_factory=dict)  # engine-rendered transport arguments
     interpreter: str = field(default_factory=lambda: sys.executable)  # the Python each node's torchrun runs on
 
@@ -247,4 +248,5 @@ def make_plan(ctx: ClusterContext, transport: str, nodes: list[NodePlan], comman
                       master_addr=ctx.master_addr, master_port=ctx.master_port,
                       rendezvous_host=ctx.rendezvous_host, run_dir=ctx.run_dir, config_path=ctx.config_path,
                       nodes=nodes, commands=commands, files=files or {}, agents=agents,
-                      heartbeat_timeout=ctx.heartbeat_timeout, remote_shell=remote_shell or [])
+                      heartbeat_timeout=ctx.heartbeat_timeout, stall_timeout=ctx.stall_timeout,
+                      remote_shell=remote_shell or [])
