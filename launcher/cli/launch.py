@@ -37,11 +37,12 @@ from .options import cluster_options, overrides_from, strategy_overrides
                    "job ends everywhere; 0 never.")
 @click.option("--heartbeat-timeout", type=click.FloatRange(min=3), default=10.0, show_default=True,
               help="Across hosts: seconds without a heartbeat from a node's agent before the node counts as lost.")
-@click.option("--stall-timeout", type=click.FloatRange(min=0), help="Seconds without progress from any rank (or from "
-              "some while the others move) before the job counts as stalled: every rank's stack goes to logs/stall/, "
-              "the job is stopped everywhere (exit 19). Default: 10x the slowest step, at least 60 s, once every "
-              "rank finished its first step; 0 never.  [env: LAUNCHDECK_STALL_TIMEOUT]",
-              envvar="LAUNCHDECK_STALL_TIMEOUT")
+@click.option("--stall-timeout", type=click.FloatRange(min=0), callback=lambda _c, _p, v: _stall_timeout(v),
+              envvar="LAUNCHDECK_STALL_TIMEOUT", help="Seconds a job may go without progress (no rank moves, or "
+              "some ranks stay put while the others move) before it counts as stalled: every rank's stack goes to "
+              "logs/stall/, the job is stopped everywhere, exit code 19. Default: 10x the longest silence between "
+              "two steps, at least 60 s; start-up, the first step and checkpoint saves are never judged. 0: "
+              "never.  [env: LAUNCHDECK_STALL_TIMEOUT]")
 @click.option("--no-preflight", is_flag=True, help="Across hosts: skip the per-host checks (ssh, versions, GPUs, "
               "port) that run before anything starts.")
 @click.option("--check", is_flag=True, help="With --dry-run: also check the config with DeepSpeed's parser.")
@@ -49,7 +50,7 @@ from .options import cluster_options, overrides_from, strategy_overrides
 @click.option("--json", "as_json", is_flag=True, help="With --dry-run: the plan as JSON.")
 @click.option("--measure-memory", is_flag=True, help="Measure each rank's memory in the second step (peak, "
               "params, grads, optimizer, activations, buffers) into result.json; compare: launchdeck estimate.")
-@click.option("--crash-at", metavar="RANK:STEP", hidden=True, help="Fault drill: RANK exits 17 before STEP.")
+@click.option("--crash-at", metavar="RANK:STEP", help="Fault drill: RANK exits with code 17 before STEP.")
 @click.option("--stall-at", metavar="RANK:STEP", help="Fault drill: RANK blocks before STEP (alive, runnable), "
               "so the others wait in the next collective: try --stall-timeout.")
 def launch(name: str, script: tuple[str, ...], sets: tuple[str, ...], micro_batch: int | None, grad_accum: int | None,
@@ -79,6 +80,16 @@ def launch(name: str, script: tuple[str, ...], sets: tuple[str, ...], micro_batc
         click.echo(execute.report(outcome), err=True, nl=False)
         sys.exit(execute.exit_code_for(outcome))
     click.echo(f"launchdeck: run record: {outcome.run_dir}", err=True)
+
+
+MIN_STALL_TIMEOUT_S = 2.0  # progress arrives once a heartbeat (1 s): a shorter limit would judge the sampling
+
+
+def _stall_timeout(value: float | None) -> float | None:
+    if value is not None and 0 < value < MIN_STALL_TIMEOUT_S:
+        raise click.BadParameter(f"{value:g} s is shorter than progress can be seen; use 0 (never) or at least "
+                                 f"{MIN_STALL_TIMEOUT_S:g}", param_hint="--stall-timeout")
+    return value
 
 
 def _print_plan(request: LaunchRequest, check: bool, as_json: bool) -> None:

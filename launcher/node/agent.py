@@ -9,6 +9,8 @@ findable, orphans included), relays the command's output line by line, and until
 - writes a heartbeat event every ``--beat`` seconds; the launcher declares a node lost when they
   stop. When a heartbeat cannot be written, the launcher's connection (ssh, pdsh, mpirun …) is gone,
   and the agent tears its whole tree down: a killed ssh client never leaves remote ranks behind;
+- carries on its heartbeats the progress records its ranks keep (:mod:`launcher.node.progress`), for
+  the launcher's stall watch;
 - notices when a rank process ends (a ``gone`` event stamped with this host's clock, so the launcher
   can name the first failure across hosts rather than its collateral);
 - kills a process that stays stopped (SIGSTOP, a tty stop) for ``--hang-timeout`` seconds and says
@@ -42,6 +44,7 @@ OUTPUT_LINES = 10_000  # relayed lines that may wait for a slow stream before th
 RELAY_JOIN_S = 0.5
 TICK_S = 0.05  # how often rank processes are checked for having ended
 SCAN_S = 0.5  # how often the process tree is re-read (new ranks, stopped processes)
+RESEND_BEATS = 10  # every this many heartbeats, every rank's progress rides on one, changed or not
 
 
 @dataclass(frozen=True)
@@ -172,24 +175,29 @@ class RankWatch:
 
 @dataclass
 class ProgressRelay:
-    """The progress records of this agent's ranks, read at each heartbeat: the changed ones ride on it."""
+    """The progress records of this agent's ranks, read at each heartbeat: the changed ones ride on it, and
+    every one every ``RESEND_BEATS`` beats (a heartbeat dropped on a stalled stream loses nothing for long)."""
 
     directory: str | None
     sent: dict[int, progress.Position] = field(default_factory=dict)
+    beats: int = 0
 
-    def changed(self, ranks: list[int]) -> dict[str, list]:
+    def beat(self, ranks: list[int]) -> dict[str, dict[str, list]]:
+        """The heartbeat's fields: ``progress`` when there is something to say."""
+        self.beats += 1
+        if self.beats % RESEND_BEATS == 0:
+            self.sent.clear()
+        fresh = self._changed(ranks) if self.directory else {}
+        return {"progress": fresh} if fresh else {}
+
+    def _changed(self, ranks: list[int]) -> dict[str, list]:
         fresh = {}
-        for rank in ranks if self.directory else []:
+        for rank in ranks:
             position = progress.read(self.directory, rank)
             if position is not None and position != self.sent.get(rank):
                 self.sent[rank] = position
                 fresh[str(rank)] = position.as_list()
         return fresh
-
-    def beat(self, ranks: list[int]) -> dict[str, dict[str, list]]:
-        """The heartbeat's fields: ``progress`` only when a rank moved since the last one."""
-        fresh = self.changed(ranks)
-        return {"progress": fresh} if fresh else {}
 
 
 def relay(stream: IO[bytes], out: Output, fd: int, prefix: bytes | None, log: IO[bytes] | None,

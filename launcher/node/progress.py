@@ -9,15 +9,20 @@ the launcher's stall watch judges them (:mod:`launcher.run.stall`).
 A user's script reports with one call, a no-op outside a launchdeck job::
 
     import launcher
-    launcher.progress(step)          # this rank finished ``step``
+    launcher.progress(step)                  # this rank finished ``step``
+    launcher.progress(step, begin=True)      # optional: it starts ``step`` (names a rank that never did)
+    launcher.progress(step, saving=True)     # finished ``step`` and saves a checkpoint: not judged until
+                                             # the next call
 
 The rank also registers a ``faulthandler`` dump of every thread on SIGUSR1 into ``rank<R>.stack``
-next to its record: the fallback when ``py-spy`` cannot attach (:mod:`launcher.node.stacks`).
+next to its record (unless it handles SIGUSR1 itself): the fallback when ``py-spy`` cannot attach
+(:mod:`launcher.node.stacks`).
 Stdlib only.
 """
 
 from __future__ import annotations
 
+import atexit
 import faulthandler
 import os
 import signal
@@ -29,7 +34,8 @@ from . import rankenv
 
 ENV = "LAUNCHDECK_PROGRESS_DIR"
 RECORD = 64  # bytes: "DONE WORKING STATE TIME", space-padded, newline-terminated; rewritten in place
-STATES = ("start", "train", "finished")  # start: up, no step begun yet; finished: its steps are done
+STATES = ("start", "train", "save", "finished")  # judged: train; start, save and finished are not
+JUDGED = "train"
 STACK_SIGNAL = signal.SIGUSR1
 
 
@@ -89,8 +95,8 @@ class Reporter:
         Path(directory).mkdir(parents=True, exist_ok=True)
         self.fd = os.open(path(directory, rank), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         self.done = self.working = 0
-        self._stacks = open(stack_path(directory, rank), "w")  # noqa: SIM115 (open for the process's life)
-        faulthandler.register(STACK_SIGNAL, file=self._stacks, all_threads=True)
+        self._register_stacks(directory, rank)
+        atexit.register(self.finished)  # a script that returns is no longer judged (the payload says so itself)
         self._write("start")  # from now on the rank is judged by its progress, not by its output
 
     def begin(self, step: int) -> None:
@@ -102,29 +108,55 @@ class Reporter:
         self.done, self.working = step, max(step, self.working)
         self._write("train")
 
+    def saving(self) -> None:
+        """A checkpoint save starts: not judged (a large model's can take minutes) until the next call."""
+        self._write("save")
+
     def finished(self) -> None:
-        """Every step is done: what follows (final save, shutdown) is no longer judged as training."""
+        """Every step is done: what follows (shutdown) is no longer judged."""
         self._write("finished")
 
     def _write(self, state: str) -> None:
         os.pwrite(self.fd, Position(self.done, self.working, state, time.time()).encode(), 0)
 
+    def _register_stacks(self, directory: str | Path, rank: int) -> None:
+        """faulthandler on SIGUSR1, unless the process already handles SIGUSR1 (Slurm's or Lightning's requeue):
+        then its ``.stack`` file does not exist and the fallback never sends the signal."""
+        if signal.getsignal(STACK_SIGNAL) is not signal.SIG_DFL:
+            return
+        self._stacks = open(stack_path(directory, rank), "w")  # noqa: SIM115 (open for the process's life)
+        faulthandler.register(STACK_SIGNAL, file=self._stacks, all_threads=True)
+
+
+class Silent(Reporter):
+    """The reporter outside a launchdeck job (or with ``--stall-timeout 0``): every call does nothing."""
+
+    def __init__(self) -> None:
+        self.done = self.working = 0
+
+    def _write(self, state: str) -> None:
+        pass
+
 
 _reporter: Reporter | None = None
 
 
-def from_env() -> Reporter | None:
-    """This process's reporter, made on first use from ``$LAUNCHDECK_PROGRESS_DIR`` and ``$RANK``;
-    None outside a launchdeck job (or with ``--stall-timeout 0``)."""
+def from_env() -> Reporter:
+    """This process's reporter, made on first use from ``$LAUNCHDECK_PROGRESS_DIR`` and the rank's variables;
+    :class:`Silent` outside a launchdeck job."""
     global _reporter
-    directory, rank = os.environ.get(ENV), rankenv.lookup(os.environ, "RANK")
-    if _reporter is None and directory and rank is not None:
-        _reporter = Reporter(directory, rank)
+    if _reporter is None:
+        directory, rank = os.environ.get(ENV), rankenv.lookup(os.environ, "RANK")
+        _reporter = Reporter(directory, rank) if directory and rank is not None else Silent()
     return _reporter
 
 
-def report(step: int) -> None:
-    """This rank finished ``step``; a no-op outside a launchdeck job."""
+def report(step: int, begin: bool = False, saving: bool = False) -> None:
+    """This rank finished ``step`` (``begin``: starts it; ``saving``: saves a checkpoint after it)."""
     reporter = from_env()
-    if reporter is not None:
-        reporter.finished_step(step)
+    if begin:
+        reporter.begin(step)
+        return
+    reporter.finished_step(step)
+    if saving:
+        reporter.saving()

@@ -18,13 +18,12 @@ import shutil
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import processes, progress
 
-DUMP_TIMEOUT_S = 10.0
+DUMP_TIMEOUT_S = 5.0
 FAULTHANDLER_WAIT_S = 2.0
 RUN_DIR_ENV = "LAUNCHDECK_RUN_DIR"
 
@@ -53,7 +52,14 @@ def py_spy() -> str | None:
 
 
 def dump(pid: int, rank: int) -> RankStack:
-    """py-spy first; the rank's faulthandler when py-spy cannot."""
+    """py-spy first; the rank's faulthandler when py-spy cannot. A rank that ends meanwhile has no stacks."""
+    try:
+        return _dump(pid, rank)
+    except OSError as exc:  # it exited (ProcessLookupError), or its files went with it
+        return RankStack(rank, pid, None, "", f"gone while it was dumped: {exc.strerror or exc}")
+
+
+def _dump(pid: int, rank: int) -> RankStack:
     tool = py_spy()
     note = "py-spy is not installed" if tool is None else ""
     if tool is not None:
@@ -69,12 +75,13 @@ def dump(pid: int, rank: int) -> RankStack:
 
 
 def _faulthandler(pid: int, rank: int, note: str) -> RankStack:
-    """Ask the rank to write its own stacks (SIGUSR1), only if it registered a handler for it: the default
-    action of SIGUSR1 would kill it."""
+    """Ask the rank to write its own stacks (SIGUSR1), only if it registered launchdeck's faulthandler (its
+    ``.stack`` file exists) and handles the signal: SIGUSR1's default action would kill it, and a handler
+    of the user's own (a requeue) must not be set off."""
     directory = processes.environ(pid).get(progress.ENV)
-    if not directory or not catches(pid, progress.STACK_SIGNAL):
+    path = progress.stack_path(directory, rank) if directory else None
+    if path is None or not path.is_file() or not catches(pid, progress.STACK_SIGNAL):
         return RankStack(rank, pid, None, "", f"{note}; no faulthandler registered either")
-    path = progress.stack_path(directory, rank)
     start = _size(path)
     os.kill(pid, progress.STACK_SIGNAL)
     text = _grown(path, start)
@@ -124,6 +131,8 @@ def collect(roots: list[int], run_dir: str) -> list[RankStack]:
     ranks = {pid: rank for root in ours for pid, rank in ranks_below(root).items()}
     if not ranks:
         return []
+    from concurrent.futures import ThreadPoolExecutor  # ~15 ms of imports: only when a job stalled
+
     with ThreadPoolExecutor(max_workers=min(16, len(ranks))) as pool:
         return sorted(pool.map(lambda item: dump(*item), ranks.items()), key=lambda stack: stack.rank)
 

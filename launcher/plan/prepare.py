@@ -179,9 +179,20 @@ def payload_command(req: LaunchRequest, rendered: RenderedConfig, run_dir: str, 
                         ("--stall-at", req.stall_at)):
         if value is not None:
             command += [flag, str(value)]
+    for flag, drill in (("--crash-at", req.crash_at), ("--stall-at", req.stall_at)):
+        check_drill(flag, drill, rendered.cluster.world_size)
     if req.resume:
         command += ["--resume-from", str(find_resume_source(req.resume, req.runs_root, s.name))]
     return command
+
+
+def check_drill(flag: str, text: str | None, world_size: int) -> None:
+    """A fault drill's RANK:STEP names a rank of this job and a step from 1."""
+    rank, sep, step = (text or "").partition(":")
+    valid = sep and rank.isdigit() and step.isdigit() and int(rank) < world_size and int(step) >= 1
+    if text is not None and not valid:
+        raise LaunchdeckError(f"{flag} {text!r}: expected RANK:STEP with RANK below the world size {world_size} "
+                              "and STEP from 1")
 
 
 def new_run_dir(root: str | Path, strategy: str) -> Path:

@@ -31,7 +31,7 @@ from ..errors import STALLED_EXIT
 from ..node import events, processes, progress
 from ..plan.model import Command, LaunchPlan
 from . import remote, stacks
-from .stall import StallWatch
+from .stall import STALLED, StallWatch
 from .watch import Failure, Watch
 
 GRACE_S = 10.0  # from stop to SIGKILL: more than an agent's own teardown (5 s grace + 2 s + relays)
@@ -56,6 +56,7 @@ class Outcome:
     failure: Failure | None
     run_dir: str = ""
     stalled: bool = False  # the job stopped making progress (launcher.run.stall) and was stopped for it
+    progress: dict = field(default_factory=dict)  # the stall watch's summary (StallWatch.summary)
 
 
 @dataclass
@@ -177,8 +178,10 @@ def run(plan: LaunchPlan, console=sys.stdout, time_limit: float | None = None) -
             reap_frozen(plan, watch.unfinished(None if forced else watch.lost))
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+    failure = watch.first(logs)
+    stalled = failure is not None and failure.reason.startswith(STALLED)
     return Outcome(job.returncode() or (1 if watch.failed else 0), time.monotonic() - started,
-                   signals.count > 0, watch.first(logs), plan.run_dir, watch.stalled is not None)
+                   signals.count > 0, failure, plan.run_dir, stalled, watch.stall.summary())
 
 
 @dataclass
@@ -205,7 +208,7 @@ def _supervise(job: Job, watch: Watch, signals: _Signals, out: _Console, time_li
         now = time.monotonic()
         if job.stopping_since is None:
             watch.check(now)
-            _check_progress(job, watch, now)
+            _check_progress(job, watch, signals, now)
             if deadline is not None and now > deadline:
                 watch.timed_out(time_limit)
             if signals.count:
@@ -236,23 +239,28 @@ def _pump(job: Job, watch: Watch, out: _Console, timeout: float) -> None:
             out.write(command.planned.label + line, quiet=job.stopping_since is not None)
 
 
-def _check_progress(job: Job, watch: Watch, now: float) -> None:
+def _check_progress(job: Job, watch: Watch, signals: _Signals, now: float) -> None:
     """Read this machine's progress records (no agent carries them), then judge: a stalled job gets every
-    rank's stack dumped and recorded before it is stopped like any other failure."""
+    rank's stack dumped and recorded before it is stopped like any other failure. A Ctrl-C before or
+    during the dump wins: the user stopped the job."""
     if not job.plan.agents and now >= job.next_read:
         job.next_read = now + READ_PROGRESS_S
         _read_records(job.plan, watch.stall, now)
-    stall = watch.stall.check(now) if not watch.failed else None
+    stall = watch.stall.check(now) if not (watch.failed or signals.count) else None
     if stall is None:
         return
+    seen = time.time()
     dumps = stacks.gather(job.plan, _stack_roots(job, watch))
     stacks.write(Path(job.plan.run_dir) / "logs", dumps)
-    watch.stalled_now(stall, stacks.summaries(stall, dumps, job.plan.world_size, watch.rank_hosts))
+    if not signals.count:
+        watch.stalled_now(stall, stacks.summaries(stall, dumps, job.plan.world_size, watch.rank_hosts), seen)
 
 
 def _read_records(plan: LaunchPlan, stall: StallWatch, now: float) -> None:
     directory = plan.nodes[0].env.get(progress.ENV) if plan.nodes else None
-    for rank in range(plan.world_size) if directory else ():
+    if directory is None:
+        return
+    for rank in range(plan.world_size):
         position = progress.read(directory, rank)
         if position is not None:
             stall.report(rank, position, now)

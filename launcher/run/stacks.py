@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import entrypoints
+from ..node.progress import Position
 from ..node.stacks import RankStack
 from ..plan.model import LaunchPlan
 from . import remote
 from .stall import Stall, innermost
 
-DUMP_TIMEOUT_S = 30.0  # per host: ssh, the interpreter's start, py-spy on every rank of the host
+DUMP_TIMEOUT_S = 15.0  # per host: ssh, the interpreter's start, py-spy on every rank (5 s each at most)
 
 
 @dataclass(frozen=True)
@@ -71,14 +72,19 @@ def summaries(stall: Stall, dumps: Dumps, world_size: int, rank_hosts: dict[int,
 
 def _summary(rank: int, stall: Stall, dumps: Dumps, planned_host: str) -> str:
     host, stack = dumps.ranks.get(rank, (planned_host, None))
-    position = stall.positions.get(rank)
-    where = f"in step {position.working}" if position and position.working > position.done else \
-        f"after step {position.done}" if position else "no progress reported"
     mark = " BEHIND" if rank in stall.behind else ""
-    head = f"rank {rank} on {host} ({where}){mark}"
+    head = f"rank {rank} on {host} ({_where(stall.positions.get(rank))}){mark}"
     if stack is None:
         return f"{head}: no stack ({dumps.notes.get(host, 'its process was not found')})"
     frames = innermost(stack.text)
     if not frames:
         return f"{head}: no stack ({stack.note or 'the dump was empty'})"
     return f"{head} [{stack.tool}]: " + " < ".join(frames)
+
+
+def _where(position: Position | None) -> str:
+    if position is None:
+        return "no progress reported"
+    if position.working > position.done:
+        return f"in step {position.working}"
+    return f"after step {position.done}"

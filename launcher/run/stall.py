@@ -4,12 +4,14 @@ Every rank keeps a progress record (:mod:`launcher.node.progress`); agents carry
 heartbeats, and for a job on this machine the executor reads the records itself. A job is stalled when
 no rank has moved for the limit, or when some ranks have not moved for the limit while others did.
 The limit is ``--stall-timeout`` when given, else ``MULTIPLE`` times the longest silence seen between
-two moves of one rank (a checkpoint save counts), never below ``FLOOR_S``. The watch arms once every
-rank has finished its first step: start-up (compiling ops, loading data) and the first step are never
-judged. A job where no rank keeps a record (a script that never calls ``launcher.progress``) falls back
-to "no output for the limit", with an explicit ``--stall-timeout`` only: without steps there is nothing
-to take a multiple of. The payload makes its record before its first import, so its start-up is never
-judged by silence.
+two moves of one rank while it trains, never below ``FLOOR_S``. The watch arms once every rank has
+finished its first step: start-up (compiling ops, loading data) and the first step are never judged;
+neither is a checkpoint save (while any rank saves, its peers may wait for it in a collective), nor a
+job with a rank gone mid-training (a failure the exit path reports). A job where no rank keeps a
+record (a script that never calls ``launcher.progress``) falls back to "no output since the start or
+the last line for the limit", with an explicit ``--stall-timeout`` only: without steps there is
+nothing to take a multiple of. The payload makes its record before its first import, so its
+start-up is never judged by silence.
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from ..node.progress import Position
+from ..node.progress import JUDGED, Position
 
 FLOOR_S = 60.0
 MULTIPLE = 10.0
 FRAMES = 3  # innermost frames of each rank in the report
+STALLED = "stalled"  # how a failure's reason starts when the job stalled
 
 
 @dataclass(frozen=True)
@@ -46,19 +49,20 @@ class StallWatch:
     positions: dict[int, Position] = field(default_factory=dict)
     moved: dict[int, float] = field(default_factory=dict)  # rank -> monotonic time its position changed
     slowest: float = 0.0  # the longest silence between two moves of one rank after its first step
-    last_output: float | None = None  # fallback: when the job last printed anything
-    ended: set[int] = field(default_factory=set)  # ranks whose process is gone: no longer judged
-    armed_at: float | None = None  # when every rank had finished its first step: the clocks start there
+    last_output: float | None = None  # fallback: when the job last printed anything (or started)
+    ended: set[int] = field(default_factory=set)  # ranks whose process is gone
+    since: float | None = None  # the clocks start here: when the watch armed, or the last save ended
 
     def report(self, rank: int, position: Position, now: float) -> None:
         old = self.positions.get(rank)
         if old == position or not 0 <= rank < self.world_size:
             return
-        if old is not None and old.done >= 1:
-            self.slowest = max(self.slowest, position.t - old.t)
+        if old is not None and old.done >= 1 and old.state == JUDGED:
+            # the rank's own clock is exact but may jump (NTP); ours is steady but samples once a beat
+            self.slowest = max(self.slowest, min(position.t - old.t, now - self.moved[rank]))
         self.positions[rank], self.moved[rank] = position, now
-        if self.armed_at is None and self.armed:
-            self.armed_at = now
+        if (self.since is None and self.armed) or (self.since is not None and old and old.state == "save"):
+            self.since = now  # armed; or a save ended: the ranks that waited for it were not stalled
 
     def output(self, now: float) -> None:
         self.last_output = now
@@ -74,16 +78,21 @@ class StallWatch:
         return len(self.positions) == self.world_size and all(
             p.done >= 1 or p.state == "finished" for p in self.positions.values())
 
+    def summary(self) -> dict[str, object]:
+        """For the outcome: whether the rule was armed, the limit it ended with, the longest silence it saw."""
+        return {"armed": self.since is not None, "limit_s": self.limit, "longest_silence_s": round(self.slowest, 3),
+                "ranks_reporting": len(self.positions)}
+
     def check(self, now: float) -> Stall | None:
         limit = self.limit
         if limit is None:
             return None
         if not self.positions:
             return self._silent(now, limit)
-        active = [r for r, p in self.positions.items() if p.state == "train" and r not in self.ended]
-        if self.armed_at is None or not active:
+        if self.since is None or not self._judging():
             return None
-        moved = {r: max(self.moved[r], self.armed_at) for r in active}
+        active = [r for r, p in self.positions.items() if p.state == JUDGED]
+        moved = {r: max(self.moved[r], self.since) for r in active}
         newest = max(moved.values())
         if now - newest > limit:
             return self._stall(f"no rank made progress for {now - newest:.1f} s", now - newest, limit, active)
@@ -93,6 +102,13 @@ class StallWatch:
             return self._stall(f"{_ranks(late)} made no progress for {seconds:.1f} s while the others did",
                                seconds, limit, active, late)
         return None
+
+    def _judging(self) -> bool:
+        """Training goes on: some rank trains, none saves a checkpoint (its peers may wait for it in a
+        collective), and none is gone mid-training (a failure the exit path reports)."""
+        states = {p.state for p in self.positions.values()}
+        gone_training = any(self.positions[r].state == JUDGED for r in self.ended if r in self.positions)
+        return JUDGED in states and "save" not in states and not gone_training
 
     def _silent(self, now: float, limit: float) -> Stall | None:
         """No rank reports progress: the fallback rule, on any output, with an explicit timeout only."""
@@ -122,11 +138,11 @@ def _ranks(ranks: list[int]) -> str:
 def describe(stall: Stall) -> str:
     """The failure's reason: the rule, then who is behind and where the others are."""
     if not stall.behind:
-        return f"stalled: {stall.reason}"
+        return f"{STALLED}: {stall.reason}"
     steps = {stall.positions[r].working for r in stall.positions if r not in stall.behind}
     where = f"step {min(steps)}" if len(steps) == 1 else f"steps {min(steps)}-{max(steps)}"
     at = stall.positions[stall.behind[0]]
-    return (f"stalled: {stall.reason}; {_ranks(stall.behind)} behind (last finished step {at.done}; "
+    return (f"{STALLED}: {stall.reason}; {_ranks(stall.behind)} behind (last finished step {at.done}; "
             f"the others are in {where})")
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from ..node import events, torchrun_failures
 from ..node.progress import Position
 from ..plan.model import LaunchPlan
-from .stall import Stall, StallWatch, describe
+from .stall import STALLED, Stall, StallWatch, describe
 
 START_TIMEOUT_S = 120.0  # an agent that never reports within this long never started
 TAIL_LINES = 12
@@ -74,7 +74,7 @@ class Watch:
 
     def __post_init__(self) -> None:
         self.tag = events.tag_for(self.plan.run_dir)
-        self.stall = StallWatch(self.plan.stall_timeout, self.plan.world_size)
+        self.stall = StallWatch(self.plan.stall_timeout, self.plan.world_size, last_output=self.begun)
         self.hosts = dict(self.plan.agents)
         self.rank_hosts = {rank: node.host for node in self.plan.nodes for rank in node.ranks}
 
@@ -101,12 +101,16 @@ class Watch:
         elif kind == "exit":
             self.ended.add(agent)
             self.exited.add(agent)
+            if rank is not None:  # a per-rank agent: its rank's process is gone (a node's ranks sent "gone")
+                self.stall.ended.add(rank)
             if event["code"]:
                 self._agent_failed(agent, event)
 
     def _progress(self, moved: object, now: float) -> None:
         """A heartbeat's ``progress``: rank (a string, as JSON keys are) -> its position as a list."""
-        for rank, items in moved.items() if isinstance(moved, dict) else ():
+        if not isinstance(moved, dict):
+            return
+        for rank, items in moved.items():
             position = Position.from_list(items)
             if rank.isdigit() and position is not None:
                 self.stall.report(int(rank), position, now)
@@ -155,12 +159,13 @@ class Watch:
         """The job outlived the caller's time limit (a tuning trial's): a failure of the whole job."""
         self._add(time.time(), self.plan.rendezvous_host, None, None, f"{TIMED_OUT}: still running after {limit:g} s")
 
-    def stalled_now(self, stall: Stall, stacks: list[str]) -> None:
-        """The job stopped making progress: a failure of the rank behind (of the job, when none is)."""
+    def stalled_now(self, stall: Stall, stacks: list[str], t: float) -> None:
+        """The job stopped making progress (seen at wall time ``t``): a failure of the first rank behind, or
+        of the job when none is behind."""
         self.stalled = stall
         rank = stall.behind[0] if stall.behind else None
-        host = self.rank_hosts.get(rank, self.plan.rendezvous_host) if rank is not None else self.plan.rendezvous_host
-        self._add(time.time(), host, rank, None, describe(stall), stacks=tuple(stacks))
+        host = self.rank_hosts.get(rank, self.plan.rendezvous_host)
+        self._add(t, host, rank, None, describe(stall), stacks=tuple(stacks))
 
     def unfinished(self, among: set[str] | None = None) -> dict[str, list[int]]:
         """host -> pids of agents (of ``among``, default all) that started but never reported an exit."""
@@ -173,9 +178,9 @@ class Watch:
     def first(self, logs: Path) -> Failure | None:
         if not self.candidates:
             return None
-        timed_out = [c for c in self.candidates if c.reason.startswith(TIMED_OUT)]
-        # a time limit is the cause of everything after it, whatever the hosts' clocks say
-        c = timed_out[0] if timed_out else min(self.candidates, key=lambda candidate: candidate.t)
+        # a time limit or a stall is the cause of everything after it, whatever the hosts' clocks say
+        causes = [c for c in self.candidates if c.reason.startswith((TIMED_OUT, STALLED))]
+        c = causes[0] if causes else min(self.candidates, key=lambda candidate: candidate.t)
         tails = rank_log_tails(logs, c.rank) if c.rank is not None else {}
         if c.output and not tails:
             tails = {"output": [line.rstrip("\n") for line in c.output if line.strip()]}

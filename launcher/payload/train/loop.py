@@ -64,7 +64,7 @@ def train(args, started: float) -> int:
               flush=True)
     crash, stall = _crash_plan(args.crash_at), _crash_plan(args.stall_at)
     ckpt_root = Path(args.ckpt_dir or Path(args.run_dir or ".") / "checkpoints")
-    reporter = progress.from_env()  # the stall watch's view of this rank (None: not watched)
+    reporter = progress.from_env()  # the stall watch's view of this rank
     for step in range(start, args.steps):
         if crash == (rt.rank, step):
             print(f"fault drill: rank {rt.rank} exits with {CRASH_EXIT_CODE} before step {step + 1}", flush=True)
@@ -72,20 +72,18 @@ def train(args, started: float) -> int:
         if stall == (rt.rank, step):
             print(f"fault drill: rank {rt.rank} blocks before step {step + 1}", flush=True)
             stall_drill()
-        if reporter:
-            reporter.begin(step + 1)
+        reporter.begin(step + 1)
         began = time.perf_counter()
         with _measuring(probe, engine, step - start):
             loss = engine.train_step(step)
         ended = time.perf_counter()
         meter.update(step, loss, engine.lr(), ended - began, ended)
         done = step + 1
-        if reporter:
-            reporter.finished_step(done)
+        reporter.finished_step(done)
         if (args.save_every and done % args.save_every == 0) or done == args.steps:
+            reporter.saving()
             save(engine, ckpt_root, done, rt, comm)
-    if reporter:
-        reporter.finished()
+    reporter.finished()
     _finish(args, engine, meter, rt, start, comm, probe)
     return 0
 
