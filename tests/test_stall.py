@@ -179,10 +179,13 @@ def test_py_spy_dumps_a_blocked_rank_below_its_root(blocked_rank, tmp_path):
     assert stacks.collect([blocked_rank.pid], str(tmp_path / "another-run")) == []  # not this job's: untouched
 
 
-def test_without_py_spy_the_ranks_own_faulthandler_writes_its_stacks(blocked_rank, tmp_path, monkeypatch):
-    monkeypatch.setattr(stacks, "py_spy", lambda: None)
+@pytest.mark.parametrize("tool, note", [(None, "py-spy is not installed"),
+                                        ("/bin/false", "py-spy could not attach: no output")])
+def test_without_py_spy_the_ranks_own_faulthandler_writes_its_stacks(blocked_rank, tmp_path, monkeypatch, tool,
+                                                                      note):
+    monkeypatch.setattr(stacks, "py_spy", lambda: tool)
     (found,) = stacks.collect([blocked_rank.pid], str(tmp_path))
-    assert found.tool == "faulthandler" and found.note == "py-spy is not installed"
+    assert found.tool == "faulthandler" and found.note == note
     assert progress.stack_path(tmp_path / "progress", 5).read_text() == found.text
     assert [frame.split(" ")[0] for frame in stall.innermost(found.text)] == ["wait", "wait", "blocked_here"]
     assert blocked_rank.poll() is None  # SIGUSR1 was handled, not fatal

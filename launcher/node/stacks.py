@@ -61,17 +61,22 @@ def dump(pid: int, rank: int) -> RankStack:
 
 def _dump(pid: int, rank: int) -> RankStack:
     tool = py_spy()
-    note = "py-spy is not installed" if tool is None else ""
-    if tool is not None:
-        try:
-            done = subprocess.run([tool, "dump", "--pid", str(pid)], capture_output=True, text=True,
-                                  timeout=DUMP_TIMEOUT_S)
-            if done.returncode == 0 and done.stdout.strip():
-                return RankStack(rank, pid, "py-spy", done.stdout)
-            note = f"py-spy could not attach: {_last_line(done.stderr or done.stdout)}"
-        except subprocess.TimeoutExpired:
-            note = f"py-spy did not answer within {DUMP_TIMEOUT_S:g} s"
-    return _faulthandler(pid, rank, note)
+    if tool is None:
+        return _faulthandler(pid, rank, "py-spy is not installed")
+    found = _py_spy(tool, pid, rank)
+    return found if isinstance(found, RankStack) else _faulthandler(pid, rank, found)
+
+
+def _py_spy(tool: str, pid: int, rank: int) -> RankStack | str:
+    """The rank's stacks as py-spy dumps them, or why it could not."""
+    try:
+        done = subprocess.run([tool, "dump", "--pid", str(pid)], capture_output=True, text=True,
+                              timeout=DUMP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return f"py-spy did not answer within {DUMP_TIMEOUT_S:g} s"
+    if done.returncode == 0 and done.stdout.strip():
+        return RankStack(rank, pid, "py-spy", done.stdout)
+    return f"py-spy could not attach: {_last_line(done.stderr or done.stdout)}"
 
 
 def _faulthandler(pid: int, rank: int, note: str) -> RankStack:

@@ -243,10 +243,12 @@ def _check_progress(job: Job, watch: Watch, signals: _Signals, now: float) -> No
     """Read this machine's progress records (no agent carries them), then judge: a stalled job gets every
     rank's stack dumped and recorded before it is stopped like any other failure. A Ctrl-C before or
     during the dump wins: the user stopped the job."""
+    if watch.failed or signals.count:
+        return
     if not job.plan.agents and now >= job.next_read:
         job.next_read = now + READ_PROGRESS_S
         _read_records(job.plan, watch.stall, now)
-    stall = watch.stall.check(now) if not (watch.failed or signals.count) else None
+    stall = watch.stall.check(now)
     if stall is None:
         return
     seen = time.time()
@@ -294,13 +296,21 @@ def report(outcome: Outcome) -> str:
         code = f"signal {signal.Signals(-f.exit_code).name}" if f.exit_code < 0 else f"exit code {f.exit_code}"
         what = f"{code} ({f.reason})" if f.reason else code
     lines = [f"launchdeck: job failed after {outcome.elapsed_s:.1f} s: {who}: {what}; every other rank was stopped"]
-    if f.stacks:
-        lines.append(f"--- where each rank was (full stacks: {Path(outcome.run_dir) / 'logs' / 'stall'}) ---")
-        lines += [f"  {line}" for line in f.stacks]
-    for path, tail in f.log_tails.items() if not f.stacks else ():
+    lines += _stacks(f, Path(outcome.run_dir)) if f.stacks else _tails(f)
+    return "\n".join(lines) + "\n"
+
+
+def _stacks(f: Failure, run_dir: Path) -> list[str]:
+    """A stall: where each rank was, one line each (the full dumps are in the run record)."""
+    return [f"--- where each rank was (full stacks: {run_dir / 'logs' / 'stall'}) ---", *(f"  {s}" for s in f.stacks)]
+
+
+def _tails(f: Failure) -> list[str]:
+    lines = []
+    for path, tail in f.log_tails.items():
         lines.append(f"--- last lines of {path} ---")
         lines += [f"  {line}" for line in tail]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def exit_code_for(outcome: Outcome) -> int:
