@@ -3,12 +3,14 @@
 - Drills: `--stall-at 1:10` on 2 local ranks (and, as root, on two network-namespace hosts x 2 ranks over
   ssh) for ddp and zero3: seconds from the stall (the last progress record written) to the report, the
   report's stack line per rank, processes left.
-- No false stall: zero3-offload with a checkpoint every 5 steps and the default limit, RUNS times: the
-  first step, the longest silence the watch saw, the limit it would have applied, the outcome.
+- No false stall: zero3-offload with a checkpoint every 5 steps, RUNS times with the default limit and
+  RUNS times with `--stall-timeout TIGHT`: the first step, the longest silence the watch saw, the limit,
+  the outcome.
 - The heartbeats' cost: the payload's steps/s with progress records and without (`--stall-timeout 0`),
   alternated in pairs; and the cost of one record update, timed directly.
 
-    python benchmarks/stall.py [--runs 10] [--repeats 3] [--pairs 5] [--timeout 10]
+    python benchmarks/stall.py [--runs 10] [--repeats 3] [--pairs 5] [--timeout 10] [--tight 2]
+                                [--parts drills,calm,cost]
 
 Writes runs/bench-stall-<time>/report.md and report.json.
 """
@@ -73,12 +75,13 @@ def cluster_drills(root: Path, timeout: float, repeats: int) -> list[dict]:
     return found
 
 
-def no_false_stall(root: Path, runs: int) -> list[dict]:
-    rows = []
+def no_false_stall(root: Path, runs: int, limit: str | None) -> list[dict]:
+    """``runs`` normal runs with the default limit (``limit`` None) or ``--stall-timeout LIMIT``."""
+    rows, extra = [], ["--stall-timeout", limit] if limit else []
     for i in range(runs):
-        run_dir = root / f"offload-{i}"
+        run_dir = root / f"offload-{limit or 'default'}-{i}"
         seconds, done = timed([*LAUNCHDECK, "launch", "zero3-offload", "--cpu", "--steps", "30", "--save-every", "5",
-                               "--run-dir", str(run_dir)], ENV)
+                               "--run-dir", str(run_dir), *extra], ENV)
         outcome = json.loads((run_dir / "outcome.json").read_text())
         result = read_result(run_dir) or {}
         rows.append({"exit": done.returncode, "stalled": outcome["stalled"], "wall_s": seconds,
@@ -101,17 +104,20 @@ def heartbeat_cost(root: Path, pairs: int, steps: int = 150) -> dict:
     return {**speeds, "ratio": ratio, "record_us_per_step": per_step_us}
 
 
-def render(drills: list[dict], calm: list[dict], cost: dict) -> str:
+def render(drills: list[dict], calm: dict[str, list[dict]], cost: dict) -> str:
     lines = ["# Stall watch", "", "## Drills: `--stall-at 1:10`", ""]
     lines.append(table(["run", "exit", "stall → report (s)", "limit (s)", "ratio", "processes left"],
                        [[d["name"], d["exit"], f"{d['seconds']:.1f}", f"{d['limit']:g}",
                          f"{d['seconds'] / d['limit']:.2f}", d["left"]] for d in drills]))
     for d in drills[:1] + [d for d in drills if d["name"].startswith("2hosts-zero3")][:1]:
         lines += ["", f"`{d['name']}`:", "", "```", d["headline"], *d["stacks"], "```"]
-    lines += ["", "## No false stall: zero3-offload, checkpoint every 5 steps, default limit", ""]
-    lines.append(table(["run", "exit", "stalled", "first step (s)", "longest silence (s)", "limit (s)", "wall (s)"],
-                       [[i, r["exit"], r["stalled"], f"{r['first_step_s'] or 0:.2f}", r["longest_silence_s"],
-                         r["limit_s"], f"{r['wall_s']:.1f}"] for i, r in enumerate(calm)]))
+    for limit, rows in calm.items():
+        lines += ["", f"## No false stall: zero3-offload, checkpoint every 5 steps, {limit} limit", ""]
+        lines.append(table(["run", "exit", "stalled", "first step (s)", "longest silence (s)", "limit (s)", "wall (s)"],
+                           [[i, r["exit"], r["stalled"], f"{r['first_step_s'] or 0:.2f}", r["longest_silence_s"],
+                             r["limit_s"], f"{r['wall_s']:.1f}"] for i, r in enumerate(rows)]))
+    if not cost:
+        return "\n".join(lines) + "\n"
     lines += ["", "## What the heartbeats cost", "",
               f"ddp, 2 CPU ranks: {statistics.median(cost['records']):.2f} steps/s with progress records, "
               f"{statistics.median(cost['none']):.2f} without (`--stall-timeout 0`): ratio {cost['ratio']:.3f} "
@@ -126,14 +132,18 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3, help="drills per strategy and place")
     p.add_argument("--pairs", type=int, default=5, help="heartbeat-cost pairs")
     p.add_argument("--timeout", type=float, default=10.0, help="--stall-timeout of the drills")
+    p.add_argument("--tight", default="2", help="the explicit --stall-timeout of the second no-false-stall series")
+    p.add_argument("--parts", default="drills,calm,cost", help="which parts to run (comma-separated)")
     args = p.parse_args()
+    parts = set(args.parts.split(","))
     root = REPO / "runs" / time.strftime("bench-stall-%Y%m%d-%H%M%S", time.gmtime())
     root.mkdir(parents=True)
-    drills = local_drills(root, args.timeout, args.repeats)
-    if os.geteuid() == 0:
+    drills = local_drills(root, args.timeout, args.repeats) if "drills" in parts else []
+    if "drills" in parts and os.geteuid() == 0:
         drills += cluster_drills(root, args.timeout, args.repeats)
-    calm = no_false_stall(root, args.runs)
-    cost = heartbeat_cost(root, args.pairs)
+    calm = {"default": no_false_stall(root, args.runs, None), f"{args.tight} s": no_false_stall(
+        root, args.runs, args.tight)} if "calm" in parts else {}
+    cost = heartbeat_cost(root, args.pairs) if "cost" in parts else {}
     (root / "report.json").write_text(json.dumps({"drills": drills, "calm": calm, "cost": cost}, indent=2))
     (root / "report.md").write_text(render(drills, calm, cost))
     print((root / "report.md").read_text())

@@ -108,6 +108,7 @@ def test_while_a_rank_saves_nobody_is_judged_and_the_clocks_restart_after_the_sa
 
 def test_without_progress_records_silence_counts_with_an_explicit_timeout_only():
     explicit, default = StallWatch(3.0, 2), StallWatch(None, 2)
+    assert explicit.check(1e6) is None  # nothing printed yet: start-up, however silent, is not judged
     for watch in (explicit, default):
         watch.output(now=10.0)
     assert explicit.check(12.0) is None and default.check(1e6) is None
@@ -263,7 +264,7 @@ PROGRESS_SCRIPT = textwrap.dedent("""
         launcher.progress(step)
         time.sleep(0.05)
 """)
-SILENT_SCRIPT = "import time\ntime.sleep(3600)\n"  # never prints: the launch itself starts the clock
+SILENT_SCRIPT = "import time\nprint('started', flush=True)\ntime.sleep(3600)\n"  # silent after one line
 
 
 @pytest.mark.slow

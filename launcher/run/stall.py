@@ -8,10 +8,10 @@ two moves of one rank while it trains, never below ``FLOOR_S``. The watch arms o
 finished its first step: start-up (compiling ops, loading data) and the first step are never judged;
 neither is a checkpoint save (while any rank saves, its peers may wait for it in a collective), nor a
 job with a rank gone mid-training (a failure the exit path reports). A job where no rank keeps a
-record (a script that never calls ``launcher.progress``) falls back to "no output since the start or
-the last line for the limit", with an explicit ``--stall-timeout`` only: without steps there is
-nothing to take a multiple of. The payload makes its record before its first import, so its
-start-up is never judged by silence.
+record (a script that never calls ``launcher.progress``) falls back to "no output for the limit since
+its last line", with an explicit ``--stall-timeout`` only (without steps there is nothing to take a
+multiple of), and from its first line on: start-up, even a silent one, is never judged. The payload
+makes its record before its first import, before it prints anything.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class StallWatch:
     positions: dict[int, Position] = field(default_factory=dict)
     moved: dict[int, float] = field(default_factory=dict)  # rank -> monotonic time its position changed
     slowest: float = 0.0  # the longest silence between two moves of one rank after its first step
-    last_output: float | None = None  # fallback: when the job last printed anything (or started)
+    last_output: float | None = None  # fallback: when the job last printed anything
     ended: set[int] = field(default_factory=set)  # ranks whose process is gone
     since: float | None = None  # the clocks start here: when the watch armed, or the last save ended
 

@@ -74,7 +74,7 @@ class Watch:
 
     def __post_init__(self) -> None:
         self.tag = events.tag_for(self.plan.run_dir)
-        self.stall = StallWatch(self.plan.stall_timeout, self.plan.world_size, last_output=self.begun)
+        self.stall = StallWatch(self.plan.stall_timeout, self.plan.world_size)
         self.hosts = dict(self.plan.agents)
         self.rank_hosts = {rank: node.host for node in self.plan.nodes for rank in node.ranks}
 

@@ -40,8 +40,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    progress.from_env()  # the record exists before any slow import: start-up is not judged by silence
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    progress.from_env()  # the record exists before the slow imports: start-up is not judged by silence
     import torch
 
     from ...errors import OUT_OF_MEMORY_EXIT
