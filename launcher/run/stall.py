@@ -61,8 +61,15 @@ class StallWatch:
             # the rank's own clock is exact but may jump (NTP); ours is steady but samples once a beat
             self.slowest = max(self.slowest, min(position.t - old.t, now - self.moved[rank]))
         self.positions[rank], self.moved[rank] = position, now
-        if (self.since is None and self.armed) or (self.since is not None and old and old.state == "save"):
-            self.since = now  # armed; or a save ended: the ranks that waited for it were not stalled
+        if self._clocks_start(old):
+            self.since = now
+
+    def _clocks_start(self, old: Position | None) -> bool:
+        """When every rank has finished its first step, and again when a save ends (the ranks that waited
+        for it in a collective were not stalled)."""
+        if self.since is None:
+            return self.armed
+        return old is not None and old.state == "save"
 
     def output(self, now: float) -> None:
         self.last_output = now
