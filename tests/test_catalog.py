@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import yaml
 
 from launcher.errors import StrategyError
 from launcher.spec import catalog
+from launcher.spec.catalog import load_strategy, names, to_yaml
 
 EXPECTED = {"ddp", "zero1", "zero2", "zero3", "zero2-offload", "zero3-offload", "zeropp", "pipeline", "horovod"}
 
@@ -93,3 +96,14 @@ def test_deep_merge_does_not_mutate_inputs():
     base = {"a": {"b": 1, "c": 2}}
     merged = catalog.deep_merge(base, {"a": {"b": 3}})
     assert merged == {"a": {"b": 3, "c": 2}} and base == {"a": {"b": 1, "c": 2}}
+
+
+@pytest.mark.parametrize("name", names())
+def test_show_prints_a_strategy_file_that_reads_back_to_the_same_strategy(name, tmp_path):
+    """`launchdeck show NAME > mine.yaml` (and a run record's strategy.yaml) is a strategy of its own."""
+    strategy = load_strategy(name, ["training.micro_batch=3"])
+    path = tmp_path / "mine.yaml"
+    path.write_text(to_yaml(strategy))
+    again = load_strategy(str(path))
+    assert dataclasses.replace(again, name=strategy.name) == strategy
+    assert to_yaml(again).splitlines()[1:] == to_yaml(strategy).splitlines()[1:]

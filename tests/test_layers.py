@@ -34,7 +34,7 @@ ALLOWED = {
 FRAMEWORKS = {"torch", "deepspeed", "horovod", "transformers", "accelerate", "ray", "numpy"}
 # Outside the torch side, only DeepSpeed's own config parser (the render layer's oracle), inside a function.
 FRAMEWORK_EXCEPTIONS = {"render/deepspeed_check.py"}
-THIRD_PARTY = {"yaml": {"spec", "run", "tune", "cli"}, "click": {"cli"}, "hostlist": {"cluster"}, "optuna": {"tune"},
+THIRD_PARTY = {"yaml": {"spec", "tune", "cli"}, "click": {"cli"}, "hostlist": {"cluster"}, "optuna": {"tune"},
                "matplotlib": {"report"}}
 
 

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import click
-import yaml
 
-from ..spec import schema
-from ..spec.catalog import load_strategy
+from ..spec.catalog import load_strategy, to_yaml
 from .options import overrides_from, strategy_overrides
 
 
@@ -23,5 +21,5 @@ def show(name: str, sets: tuple[str, ...], micro_batch: int | None, grad_accum: 
       launchdeck show zero3 --set zero.stage3_prefetch_bucket_size=1e8
     """
     strategy = load_strategy(name, overrides_from(sets, micro_batch, grad_accum, precision))
-    click.echo(yaml.safe_dump(schema.dump(strategy), sort_keys=False), nl=False)
+    click.echo(to_yaml(strategy), nl=False)
 

@@ -20,14 +20,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..errors import LaunchdeckError
 from ..files import write_atomic
 from ..node import probe
 from ..plan.model import LaunchPlan
 from ..render import RenderedConfig
-from ..spec import schema
+from ..spec.catalog import to_yaml
 
 ENV_PREFIXES = ("CUDA_", "NCCL_", "GLOO_", "OMP_", "MKL_", "TORCH", "DS_", "HOROVOD_", "LAUNCHDECK_", "PYTHON",
                 "MASTER_", "SLURM_", "LD_LIBRARY_PATH", "PATH", "VIRTUAL_ENV")
@@ -80,8 +78,7 @@ def described(run_dir: Path, rendered: RenderedConfig, plan: LaunchPlan,
 
 def write_description(run_dir: Path, rendered: RenderedConfig, plan: LaunchPlan, facts: dict[str, str | None]) -> None:
     """The resolved strategy, the plan, the env the ranks see (secrets redacted), the versions."""
-    strategy_yaml = yaml.safe_dump(schema.dump(rendered.strategy), sort_keys=False)
-    write_atomic(run_dir / "strategy.yaml", strategy_yaml)
+    write_atomic(run_dir / "strategy.yaml", to_yaml(rendered.strategy))
     write_atomic(run_dir / "plan.json", plan.to_json())
     env = {**{k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIXES)}, **plan.nodes[0].env}
     write_atomic(run_dir / "env.json", json.dumps(redact(env), indent=2, sort_keys=True) + "\n")

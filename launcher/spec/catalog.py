@@ -145,6 +145,15 @@ def load_strategy(ref: str, overrides: Iterable[str] = ()) -> Strategy:
         raise StrategyError(f"{_blame(exc.path, overrides, path)}: {exc}") from None
 
 
+def to_yaml(strategy: Strategy) -> str:
+    """The strategy as resolved, as a strategy file: what ``load_strategy`` reads back to the same strategy
+    (its name is the file's, so it goes in the first line's comment)."""
+    foreign = (engines.all_sections() - engines.get(strategy.engine).sections) | {"name"}
+    doc = {key: value for key, value in schema.dump(strategy).items() if key not in foreign}
+    head = f"# {strategy.name}, resolved: extends merged, overrides applied\n"
+    return head + yaml.safe_dump(doc, sort_keys=False)
+
+
 def build(name: str, doc: Mapping[str, Any]) -> Strategy:
     """Validate a merged document; fill the engine's default section; check cross-field rules."""
     spec = _engine(doc.get("engine", Strategy.engine))
