@@ -130,6 +130,10 @@ CASES = [
      "RANK below the world size 2"),
     ("crash-at-step-zero", ["launch", "ddp", "--cpu", "--crash-at", "0:0", "--dry-run"], {},
      "--crash-at '0:0': expected RANK:STEP"),
+    ("hostfile-superscript-slots", ["hostfile", "check", "{tmp}/h"], {"h": "a slots=²\n"},  # found by fuzzing
+     "slots must be a whole number, got '²'"),
+    ("tune-superscript-batch", ["tune", "--strategies", "ddp", "--micro-batch", "1,²"], {},
+     "--micro-batch '1,²': 'auto' or positive integers"),
     ("unknown-command", ["rendr"], {}, "No such command 'rendr'"),
     ("unknown-option", ["render", "zero1", "-n", "2", "--wrld"], {}, "Did you mean '--world-size'"),
 ]

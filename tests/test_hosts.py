@@ -176,3 +176,10 @@ def test_hostfile_cli_errors_are_one_line(argv, message, capsys, monkeypatch):
         main(argv)
     err = capsys.readouterr().err
     assert info.value.code == 2 and err.count("\n") == 1 and message in err
+
+
+def test_lsf_counts_are_ascii_digits_found_by_fuzzing(monkeypatch):
+    """'²'.isdigit() is true and int('²') raises: it was a traceback, now one line."""
+    monkeypatch.setenv("LSB_MCPU_HOSTS", "a ²")
+    with pytest.raises(HostfileError, match="bad \\$LSB_MCPU_HOSTS 'a ²'"):
+        schedulers.from_lsf()

@@ -29,7 +29,7 @@ def _elastic(ctx: click.Context, param: click.Parameter, value: str | None) -> t
     if value is None:
         return None
     low, sep, high = value.partition(":")
-    if not (sep and low.isdigit() and high.isdigit()):
+    if not (sep and low.isascii() and low.isdigit() and high.isascii() and high.isdigit()):
         raise click.BadParameter(f"{value!r}: expected MIN:MAX nodes, e.g. 2:8")
     return int(low), int(high)
 

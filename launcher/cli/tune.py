@@ -88,7 +88,7 @@ def _micro_batches(text: str) -> tuple[int, ...] | None:
     if text.strip() == "auto":
         return None
     values = [v.strip() for v in text.split(",") if v.strip()]
-    if not values or not all(v.isdigit() and int(v) > 0 for v in values):
+    if not values or not all(v.isascii() and v.isdigit() and int(v) > 0 for v in values):
         raise LaunchdeckError(f"--micro-batch {text!r}: 'auto' or positive integers separated by commas")
     return tuple(dict.fromkeys(int(v) for v in values))
 

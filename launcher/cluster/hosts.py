@@ -48,7 +48,7 @@ def check_hostname(name: str, where: str = "") -> str:
 
 
 def _slots(text: str, where: str) -> int:
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):  # str.isdigit() alone takes "²", which int() refuses
         raise HostfileError(f"{where}: slots must be a whole number, got {text!r}")
     if int(text) < 1:
         raise HostfileError(f"{where}: slots={text}: a host needs at least 1 slot")

@@ -76,7 +76,7 @@ def from_lsf() -> list[Host]:
     """``$LSB_MCPU_HOSTS`` (``host n host n``) or ``$LSB_HOSTS`` (hosts repeated per slot)."""
     pairs = os.environ.get("LSB_MCPU_HOSTS", "").split()
     if pairs:
-        if len(pairs) % 2 or not all(n.isdigit() and int(n) > 0 for n in pairs[1::2]):
+        if len(pairs) % 2 or not all(n.isascii() and n.isdigit() and int(n) > 0 for n in pairs[1::2]):
             raise HostfileError(f"bad $LSB_MCPU_HOSTS {' '.join(pairs)!r} (expected 'host n host n …')")
         hosts = [Host(check_hostname(h, "$LSB_MCPU_HOSTS"), int(n)) for h, n in zip(pairs[::2], pairs[1::2],
                                                                                   strict=True)]

@@ -38,7 +38,8 @@ def rank_id(rank: int) -> str:
 
 def rank_of(agent: str) -> int | None:
     """The rank a per-rank agent runs (None for a node's agent)."""
-    return int(agent[4:]) if agent.startswith("rank") and agent[4:].isdigit() else None
+    number = agent[4:] if agent.startswith("rank") else ""
+    return int(number) if number.isascii() and number.isdigit() else None
 
 
 def encode(tag: str, kind: str, **fields: Any) -> str:

@@ -19,7 +19,7 @@ def lookup(env: Mapping[str, str], name: str) -> int | None:
     """``name`` (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE) as the first launcher variable that states it."""
     for source in SOURCES[name]:
         value = env.get(source, "")
-        if value.isdigit():
+        if value.isascii() and value.isdigit():
             return int(value)
     return None
 

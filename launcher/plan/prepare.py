@@ -8,6 +8,7 @@ accelerator is chosen here (GPUs visible and not ``--cpu`` → one rank per GPU 
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,8 +189,8 @@ def payload_command(req: LaunchRequest, rendered: RenderedConfig, run_dir: str, 
 
 def check_drill(flag: str, text: str | None, world_size: int) -> None:
     """A fault drill's RANK:STEP names a rank of this job and a step from 1."""
-    rank, sep, step = (text or "").partition(":")
-    valid = sep and rank.isdigit() and step.isdigit() and int(rank) < world_size and int(step) >= 1
+    found = re.fullmatch(r"(\d+):(\d+)", text or "", re.ASCII)
+    valid = found is not None and int(found[1]) < world_size and int(found[2]) >= 1
     if text is not None and not valid:
         raise LaunchdeckError(f"{flag} {text!r}: expected RANK:STEP with RANK below the world size {world_size} "
                               "and STEP from 1")

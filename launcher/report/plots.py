@@ -31,7 +31,7 @@ def throughput(points: list[Point], path: Path) -> bool:
     if not speeds:
         return False
     strategies = list(dict.fromkeys(s for s, _ in speeds))
-    batches = sorted({b for _, b in speeds}, key=lambda b: (b == "-", int(b) if b.isdigit() else 0))
+    batches = sorted({b for _, b in speeds}, key=lambda b: (b == "-", int(b) if b.isdecimal() else 0))
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(strategies) * max(1, len(batches)) / 2), 4))
     width = 0.8 / len(batches)

@@ -112,7 +112,7 @@ class Watch:
             return
         for rank, items in moved.items():
             position = Position.from_list(items)
-            if rank.isdigit() and position is not None:
+            if rank.isascii() and rank.isdigit() and position is not None:
                 self.stall.report(int(rank), position, now)
 
     def _agent_failed(self, agent: str, event: dict) -> None:
