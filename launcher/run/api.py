@@ -57,7 +57,8 @@ def run(prepared: Prepared, *, check_hosts: bool = True, console: IO[str] | str 
         outcome = execute.run(plan, console=out, time_limit=time_limit)
     if outcome.returncode:  # its ranks are gone: a build they were in the middle of can never finish
         _sweep_build_locks(plan, notify, since=started)
-    record.write_outcome(run_dir, outcome)
+    for problem in record.finish(run_dir, outcome, failed=bool(outcome.returncode)):
+        notify(problem)
     return outcome
 
 

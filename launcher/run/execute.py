@@ -14,6 +14,7 @@ ever touched: its own commands and, on each host, its agent's descendants.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import signal
@@ -22,12 +23,13 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 from .. import entrypoints
-from ..errors import STALLED_EXIT
+from ..errors import MEANINGS, STALLED_EXIT
 from ..node import events, processes, progress
 from ..plan.model import Command, LaunchPlan
 from . import remote, stacks
@@ -165,7 +167,7 @@ def run(plan: LaunchPlan, console=sys.stdout, time_limit: float | None = None) -
     logs.mkdir(parents=True, exist_ok=True)
     processes.become_subreaper()
     started, watch, job, signals = time.monotonic(), Watch(plan), Job(plan), _Signals()
-    with open(logs / "launcher.log", "w", encoding="utf-8") as log:
+    with _log_file(logs / "launcher.log") as log:
         previous = {s: signal.signal(s, signals) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
         try:
             job.start()
@@ -186,15 +188,39 @@ def run(plan: LaunchPlan, console=sys.stdout, time_limit: float | None = None) -
 
 @dataclass
 class _Console:
+    """Where the job's output goes: the console and ``logs/launcher.log``. A sink that fails (a full disk,
+    a closed pipe) is dropped from then on; the job is not."""
+
     console: IO[str]
     log: IO[str]
+    broken: set[int] = field(default_factory=set)  # ids of the sinks that failed
 
     def write(self, text: str, quiet: bool = False) -> None:
         """Every line goes to the log; the console is spared the collateral output of a teardown."""
-        self.log.write(text)
+        self._to(self.log, text, flush=False)
         if not quiet:
-            self.console.write(text)
-            self.console.flush()
+            self._to(self.console, text, flush=True)
+
+    def _to(self, sink: IO[str], text: str, flush: bool) -> None:
+        if id(sink) in self.broken:
+            return
+        try:
+            sink.write(text)
+            if flush:
+                sink.flush()
+        except OSError:
+            self.broken.add(id(sink))
+
+
+@contextlib.contextmanager
+def _log_file(path: Path) -> Iterator[IO[str]]:
+    """``path`` open for writing; closing it never fails the run (its last buffer may not fit a full disk)."""
+    log = open(path, "w", encoding="utf-8")  # noqa: SIM115 (closed below, whatever the disk says)
+    try:
+        yield log
+    finally:
+        with contextlib.suppress(OSError):
+            log.close()
 
 
 def _supervise(job: Job, watch: Watch, signals: _Signals, out: _Console, time_limit: float | None) -> None:
@@ -294,7 +320,8 @@ def report(outcome: Outcome) -> str:
         what = f.reason
     else:
         code = f"signal {signal.Signals(-f.exit_code).name}" if f.exit_code < 0 else f"exit code {f.exit_code}"
-        what = f"{code} ({f.reason})" if f.reason else code
+        reason = f.reason or MEANINGS.get(f.exit_code, "")
+        what = f"{code} ({reason})" if reason else code
     lines = [f"launchdeck: job failed after {outcome.elapsed_s:.1f} s: {who}: {what}; every other rank was stopped"]
     lines += _stacks(f, Path(outcome.run_dir)) if f.stacks else _tails(f)
     return "\n".join(lines) + "\n"

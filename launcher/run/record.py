@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -87,6 +88,24 @@ def write_description(run_dir: Path, rendered: RenderedConfig, plan: LaunchPlan,
 
 def write_outcome(run_dir: Path, outcome: Any) -> None:
     write_atomic(run_dir / "outcome.json", json.dumps(dataclasses.asdict(outcome), indent=2) + "\n")
+
+
+LOW_SPACE = 16 * 2**20  # bytes free below which a failed run's filesystem counts as full
+
+
+def finish(run_dir: Path, outcome: Any, failed: bool) -> list[str]:
+    """Write ``outcome.json``; the lines to show when that failed, or when a failed run's filesystem is full
+    (the likely cause: a checkpoint or a log that did not fit). Never raises: the job is over either way."""
+    problems = []
+    try:
+        write_outcome(run_dir, outcome)
+    except (OSError, LaunchdeckError) as exc:
+        problems.append(f"launchdeck: warning: outcome.json not written: {exc}")
+    free = shutil.disk_usage(run_dir).free if failed else LOW_SPACE
+    if free < LOW_SPACE:
+        problems.append(f"launchdeck: notice: the run directory's filesystem is full ({free // 2**20} MiB free "
+                        f"at {run_dir}): a checkpoint, a log or the run record may not have been written")
+    return problems
 
 
 def redact(env: dict[str, str]) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -44,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     import torch
 
-    from ...errors import OUT_OF_MEMORY_EXIT
+    from ...errors import CHECKPOINT_EXIT, OUT_OF_MEMORY_EXIT
+    from .checkpoint import SaveFailed
     from .loop import train
 
     out_of_memory = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)  # torch < 2.5: CUDA's name
@@ -54,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"launchdeck: out of memory: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
               file=sys.stderr, flush=True)
         return OUT_OF_MEMORY_EXIT
+    except SaveFailed as exc:
+        with contextlib.suppress(OSError):  # the disk that is full may hold this rank's log too
+            print(f"launchdeck: {exc}", file=sys.stderr, flush=True)
+        return CHECKPOINT_EXIT
 
 
 if __name__ == "__main__":

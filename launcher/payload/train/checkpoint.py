@@ -7,11 +7,32 @@ as ``latest``; partial directories are swept by the next save.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from pathlib import Path
 
 from ...files import write_atomic
+
+LOW_SPACE = 16 * 2**20  # bytes: a failed save with less than this free ran out of space
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EFBIG)
+
+
+class SaveFailed(Exception):
+    """A checkpoint could not be written to disk; the previous complete one (if any) is untouched."""
+
+    def __init__(self, step: int, cause: str, kept: Path | None):
+        keep = f"the latest complete one is still {kept}" if kept else "there is no earlier complete checkpoint"
+        super().__init__(f"checkpoint of step {step} not written: {cause}; {keep}")
+
+
+def disk_problem(root: Path, exc: Exception) -> str | None:
+    """What about the disk made a save fail (a full, read-only or forbidden one), or None when it was
+    something else. torch reports a full disk as a RuntimeError, so the free space is asked too."""
+    if isinstance(exc, OSError) and exc.errno in DISK_ERRORS:
+        return f"{exc.strerror} ({exc.filename or root})"
+    free = shutil.disk_usage(root).free if root.is_dir() else LOW_SPACE
+    return f"no space left on device ({free // 2**20} MiB free under {root})" if free < LOW_SPACE else None
 
 
 def final_dir(root: Path, step: int) -> Path:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import math
 import os
+import shutil
 import socket
 import threading
 import time
@@ -94,7 +96,22 @@ def stall_drill() -> None:
 
 
 def save(engine, root: Path, step: int, rt: runtime.Runtime, comm) -> None:
-    """Every rank writes into the partial directory; rank 0 publishes it after a barrier."""
+    """Every rank writes into the partial directory; rank 0 publishes it after a barrier. A save that cannot
+    be written (a full disk, a read-only one) is removed again and ends the run: the latest complete
+    checkpoint stays the latest."""
+    try:
+        _save(engine, root, step, rt, comm)
+        return
+    except (OSError, RuntimeError) as exc:  # torch.save on a full disk: RuntimeError "unexpected pos …"
+        cause = checkpoint.disk_problem(root, exc)  # asked before the partial save is removed
+        if cause is None:
+            raise
+    gc.collect()  # the failed writer, held by the exception's frames until now, closes its file
+    shutil.rmtree(checkpoint.partial_dir(root, step), ignore_errors=True)  # and this frees the space it took
+    raise checkpoint.SaveFailed(step, cause, checkpoint.latest(root))
+
+
+def _save(engine, root: Path, step: int, rt: runtime.Runtime, comm) -> None:
     if rt.is_main:
         root.mkdir(parents=True, exist_ok=True)
         checkpoint.sweep_partials(root)
