@@ -19,7 +19,7 @@ SMOKE_STEPS ?= 12
 # Debian packages the multi-host and Slurm tests run for real (fake hosts need root: network namespaces).
 SYSTEM_PACKAGES := iproute2 openssh-server openssh-client pdsh openmpi-bin slurm-wlm munge procps
 
-.PHONY: install horovod system-deps test lint configs launch smoke bench bench-overhead bench-memory bench-cluster bench-stall clean help
+.PHONY: install horovod system-deps test lint configs launch smoke bench bench-overhead bench-memory bench-cluster bench-stall stress clean help
 
 help:
 	@echo "make install   create $(VENV) with pinned torch/deepspeed/transformers and launchdeck (editable)"
@@ -33,6 +33,7 @@ help:
 	@echo "make bench     launch overhead vs torchrun and steps/s per strategy -> runs/bench-*/report.md"
 	@echo "make bench-overhead  launchdeck vs torchrun --standalone on a trivial 2-rank job: median ratio of pairs, 3 rounds"
 	@echo "make bench-memory    launchdeck estimate vs memory measured per rank (MemTracker), every strategy; MODELS, WORLDS, SEQ_LEN"
+	@echo "make stress         trial loops (same-instant launches, Ctrl-C of one of two, kill -9 here and on 2 fake hosts) and a long fuzz; ARGS='--trials 20'"
 	@echo "make bench-stall    (root) --stall-at drills here and on 2 fake hosts, 10 runs with no false stall, heartbeat cost"
 	@echo "make bench-cluster  (root) every transport across 2 fake hosts, teardown times, Slurm -> runs/bench-cluster-*/"
 
@@ -87,6 +88,9 @@ bench-cluster: $(STAMP) $(HOROVOD_STAMP) system-deps
 
 bench-stall: $(STAMP) system-deps
 	$(BIN)/python benchmarks/stall.py $(ARGS)
+
+stress: $(STAMP) system-deps
+	$(BIN)/python benchmarks/stress.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

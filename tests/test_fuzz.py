@@ -178,9 +178,10 @@ def test_set_overrides():
 
 @SETTINGS
 @given(st.lists(st.fixed_dictionaries(
-    {"extends": st.one_of(st.sampled_from(["f0.yaml", "f1.yaml", "f2.yaml", "./f1.yaml", "nope.yaml", "../x.yaml",
-                                            "zero1", "ddp", ""]), TEXT)},
-    optional={"description": TEXT, "training": st.fixed_dictionaries({"micro_batch": st.integers(-1, 64)})}),
+    {"extends": st.one_of(st.sampled_from(["f1.yaml", "f2.yaml", "./f1.yaml", "zero1", "ddp", "zero3"]),
+                          st.sampled_from(["f0.yaml", "nope.yaml", "../x.yaml", ""]), TEXT),
+     "description": st.one_of(st.just("mine"), TEXT)},
+    optional={"training": st.fixed_dictionaries({"micro_batch": st.integers(-1, 64)})}),
     min_size=1, max_size=3))
 def _extends(docs):
     with folder() as tmp:
@@ -206,8 +207,15 @@ LINES = st.one_of(
     HOSTS, st.sampled_from(["", "# a comment", "   ", "slots=2", "a slots = 4", "a:2:3"]), TEXT)
 
 
+NAMES = st.from_regex(r"[a-z][a-z0-9-]{0,8}", fullmatch=True)
+VALID_HOSTFILES = st.tuples(st.sampled_from(["{h} slots={n}", "{h}:{n}", "{h} slots={n} max_slots=64"]),
+                            st.lists(st.tuples(NAMES, st.integers(1, 16)), min_size=1, max_size=4,
+                                     unique_by=lambda hn: hn[0])).map(
+    lambda f: [f[0].format(h=h, n=n) for h, n in f[1]])
+
+
 @SETTINGS
-@given(st.lists(LINES, max_size=6))
+@given(st.one_of(st.lists(LINES, max_size=6), VALID_HOSTFILES))
 def _hostfiles(lines):
     with folder() as tmp:
         path = _write(tmp / "hosts", "\n".join(lines) + "\n")
@@ -259,10 +267,11 @@ TASKS = st.one_of(st.lists(st.tuples(st.integers(-1, 9), st.one_of(st.none(), st
 
 
 @SETTINGS
-@given(NODELISTS, TASKS)
-def _slurm(nodelist, tasks):
+@given(NODELISTS, TASKS, st.one_of(st.none(), st.integers(1, 8)))
+def _slurm(nodelist, tasks, slots):
     with folder() as tmp:
-        code, out = run("slurm node list", ["hostfile", "from-slurm", nodelist],
+        code, out = run("slurm node list", ["hostfile", "from-slurm", nodelist,
+                                            *(["--slots", str(slots)] if slots else [])],
                         env={"SLURM_TASKS_PER_NODE": tasks})
         if code == 0:
             run("slurm node list", ["hostfile", "check", _write(tmp / "hosts", out), "--json"])

@@ -32,6 +32,8 @@ def launch(request: LaunchRequest, *, check_hosts: bool = True, console: IO[str]
            notify: Callable[[str], None] = _stderr, time_limit: float | None = None) -> Outcome:
     """Prepare and run ``request``; ``notify`` gets the notices (CPU adaptations) before anything starts."""
     prepared = prepare(request)
+    while request.run_dir is None and not record.reserve(Path(prepared.plan.run_dir)):
+        prepared = prepare(request)  # another launch took that name this very second: the next one is free
     for notice in prepared.notices:
         notify(notice)
     return run(prepared, check_hosts=check_hosts, console=console, notify=notify, time_limit=time_limit)

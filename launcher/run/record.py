@@ -35,13 +35,30 @@ PACKAGES = ("torch", "deepspeed", "transformers", "accelerate", "horovod", "laun
 
 
 def create(run_dir: Path) -> None:
-    """Make the run directory; refuse one that already holds files (nothing the user had is lost)."""
+    """Make the run directory; refuse one that already holds files (nothing the user had is lost). Its
+    ``logs/`` is made exclusively: of two launches given one directory at once, one gets it."""
+    taken = f"--run-dir {run_dir} is not empty; choose a new directory"
     if run_dir.exists() and any(run_dir.iterdir()):
-        raise LaunchdeckError(f"--run-dir {run_dir} is not empty; choose a new directory")
+        raise LaunchdeckError(taken)
     try:
-        (run_dir / "logs").mkdir(parents=True, exist_ok=True)
+        (run_dir / "logs").mkdir(parents=True)
+    except FileExistsError:
+        raise LaunchdeckError(taken) from None
     except OSError as exc:
         raise LaunchdeckError(f"cannot create run directory {run_dir}: {exc.strerror}") from None
+
+
+def reserve(run_dir: Path) -> bool:
+    """Take ``run_dir`` for this run, atomically: False when another launch created it first (two launches
+    in the same second choose the same name)."""
+    try:
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+        run_dir.mkdir()
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        raise LaunchdeckError(f"cannot create run directory {run_dir}: {exc.strerror}") from None
+    return True
 
 
 def write_inputs(plan: LaunchPlan, rendered: RenderedConfig) -> None:
