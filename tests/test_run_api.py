@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
+import os
+import shlex
 import sys
+from pathlib import Path
 
 import pytest
 
 from launcher.errors import LaunchdeckError
 from launcher.plan.prepare import prepare
 from launcher.plan.request import LaunchRequest
-from launcher.run import api, execute, record
+from launcher.run import api, execute, preflight, record
 
 RANK_FILES = """
 import os, sys
@@ -73,3 +77,30 @@ def test_a_used_run_directory_is_refused_before_anything_starts(tmp_path):
 def test_a_local_launch_refuses_a_rendezvous_host(tmp_path):
     with pytest.raises(LaunchdeckError, match="--master-addr applies across hosts"):
         prepare(LaunchRequest("ddp", cpu=True, master_addr="10.0.0.1", run_dir=str(tmp_path / "run")))
+
+
+def _hosts_plan(tmp_path, hidden: Path | None):
+    """A plan for two hosts whose 'ssh' runs the line here, in a mount namespace of its own where ``hidden``
+    is covered by an empty tmpfs: a host that does not share that directory (root only)."""
+    hostfile = tmp_path / "hosts"
+    hostfile.write_text("h1 slots=1\nh2 slots=1\n")
+    prepared = prepare(LaunchRequest("ddp", cpu=True, hostfile=str(hostfile), launcher="ssh",
+                                     script=script(tmp_path, 0), run_dir=str(tmp_path / "shared" / "run")))
+    cover = f"mount -t tmpfs tmpfs {shlex.quote(str(hidden))} && " if hidden else ""
+    shell = ["unshare", "--mount", "--propagation", "private", "sh", "-c", cover + 'eval "$1"']
+    return dataclasses.replace(prepared, plan=dataclasses.replace(prepared.plan, remote_shell=shell))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a mount namespace per fake host (root)")
+def test_a_host_that_does_not_share_the_run_directory_is_named_and_nothing_starts(tmp_path):
+    prepared = _hosts_plan(tmp_path, hidden=tmp_path / "shared")
+    config = prepared.plan.config_path
+    with pytest.raises(LaunchdeckError) as refused:
+        api.run(prepared)
+    assert str(refused.value).startswith(f"preflight: h1: no {config}: the run directory is not on a filesystem "
+                                         "this host shares (--run-dir) (and 1 more host(s))")
+    assert not (tmp_path / "shared" / "run").exists()  # refused before the start: no record left behind
+    shared = _hosts_plan(tmp_path, hidden=None)
+    record.create(Path(shared.plan.run_dir))
+    record.write_inputs(shared.plan, shared.rendered)
+    assert all(check.ok for check in preflight.check_hosts(shared.plan, cpu=True, shared=config))

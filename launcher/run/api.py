@@ -45,15 +45,15 @@ def run(prepared: Prepared, *, check_hosts: bool = True, console: IO[str] | str 
     parser rejects), then write the run record, execute the plan, and record the outcome. ``console``: where
     the job's output goes (default stdout; ``CONSOLE_LOG``: ``logs/console.log`` in the run record).
     ``time_limit``: seconds the job may run before it is stopped everywhere as "timed out"."""
-    plan = prepared.plan
-    preflight.check_runnable(plan)  # the cheap checks first: what is missing here, then each host (ssh)
-    if check_hosts and preflight.needs_preflight(plan):
-        preflight.preflight(plan, cpu=prepared.rendered.cluster.accelerator == "cpu")
-    render.check(prepared.rendered)
+    plan, run_dir = prepared.plan, Path(prepared.plan.run_dir)
+    preflight.check_runnable(plan)  # the cheap check first: what is missing here
+    record.create(run_dir)  # refuses a directory that holds anything: what is below is ours alone
+    with record.unless_started(run_dir):  # a run refused before it starts leaves no record behind
+        record.write_inputs(plan, prepared.rendered)  # each host must see them: preflight checks it (ssh)
+        if check_hosts and preflight.needs_preflight(plan):
+            preflight.preflight(plan, cpu=prepared.rendered.cluster.accelerator == "cpu")
+        render.check(prepared.rendered)
     _sweep_build_locks(plan, notify)
-    run_dir = Path(plan.run_dir)
-    record.create(run_dir)
-    record.write_inputs(plan, prepared.rendered)
     started = time.time()
     with record.described(run_dir, prepared.rendered, plan, warn=notify), _console(run_dir, console) as out:
         outcome = execute.run(plan, console=out, time_limit=time_limit)

@@ -24,7 +24,7 @@ from ..plan.transports.common import is_this_machine
 from ..spec import engines
 
 PROBE_TIMEOUT_S = 30.0
-NO_DIRECTORY, NO_INTERPRETER = 97, 98  # the probe line's own exit codes, before Python starts
+NO_DIRECTORY, NO_INTERPRETER, NOT_SHARED = 97, 98, 99  # the probe line's own exit codes, before Python starts
 
 
 @dataclass
@@ -42,18 +42,28 @@ class HostCheck:
         return not self.problems
 
 
-def probe_line(node: NodePlan, port: int | None) -> str:
-    """The remote shell line: the plan's directory and interpreter, each checked before Python starts."""
+def probe_line(node: NodePlan, port: int | None, shared: str | None = None) -> str:
+    """The remote shell line: the plan's directory and interpreter, each checked before Python starts, and
+    ``shared`` (a file of the run record, written here) readable there: the run directory is on a filesystem
+    the host shares."""
     cwd, python = shlex.quote(node.cwd), shlex.quote(node.interpreter)
     args = ["-m", entrypoints.PROBE, *([f"--port={port}"] if port else [])]
-    return (f"cd {cwd} 2>/dev/null || {{ echo 'no directory {node.cwd}' >&2; exit {NO_DIRECTORY}; }}; "
-            f"test -x {python} || {{ echo 'no interpreter {node.interpreter}' >&2; exit {NO_INTERPRETER}; }}; "
-            f"exec {python} {shlex.join(args)}")
+    no_python = _said(f"no interpreter {node.interpreter}")
+    line = (f"cd {cwd} 2>/dev/null || {{ echo {_said(f'no directory {node.cwd}')} >&2; exit {NO_DIRECTORY}; }}; "
+            f"test -x {python} || {{ echo {no_python} >&2; exit {NO_INTERPRETER}; }}; ")
+    if shared:
+        missing = f"no {shared}: the run directory is not on a filesystem this host shares (--run-dir)"
+        line += f"test -r {shlex.quote(shared)} || {{ echo {_said(missing)} >&2; exit {NOT_SHARED}; }}; "
+    return line + f"exec {python} {shlex.join(args)}"
 
 
-def run_probe(node: NodePlan, port: int | None, remote_shell: list[str]) -> HostCheck:
+def _said(text: str) -> str:
+    return shlex.quote(text)
+
+
+def run_probe(node: NodePlan, port: int | None, remote_shell: list[str], shared: str | None = None) -> HostCheck:
     check, started = HostCheck(node.host, len(node.ranks)), time.monotonic()
-    argv = [*remote_shell, node.host, probe_line(node, port)]
+    argv = [*remote_shell, node.host, probe_line(node, port, shared)]
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S,
                               stdin=subprocess.DEVNULL)
@@ -86,13 +96,13 @@ def judge(check: HostCheck, here: dict, *, cpu: bool, engine: str, port: int | N
         check.problems.append(f"rendezvous port {port} is in use")
 
 
-def check_hosts(plan: LaunchPlan, *, cpu: bool) -> list[HostCheck]:
-    """The cheap checks on every host of the plan, in parallel."""
+def check_hosts(plan: LaunchPlan, *, cpu: bool, shared: str | None = None) -> list[HostCheck]:
+    """The cheap checks on every host of the plan, in parallel (``shared``: a file each must see)."""
     here = probe.facts()
 
     def one(node: NodePlan) -> HostCheck:
         port = plan.master_port if node.host == plan.rendezvous_host else None
-        check = run_probe(node, port, plan.remote_shell)
+        check = run_probe(node, port, plan.remote_shell, shared)
         if check.facts:
             judge(check, here, cpu=cpu, engine=plan.engine, port=port)
         return check
@@ -125,8 +135,9 @@ def needs_preflight(plan: LaunchPlan) -> bool:
 
 
 def preflight(plan: LaunchPlan, *, cpu: bool) -> None:
-    """Refuse to start when a host cannot run the plan; one line naming the first problem."""
-    failed = [c for c in check_hosts(plan, cpu=cpu) if not c.ok]
+    """Refuse to start when a host cannot run the plan; one line naming the first problem. The run record's
+    inputs are written by now: every host must read the config where the plan says it is."""
+    failed = [c for c in check_hosts(plan, cpu=cpu, shared=plan.config_path) if not c.ok]
     if failed:
         more = f" (and {len(failed) - 1} more host(s))" if len(failed) > 1 else ""
         raise LaunchdeckError(f"preflight: {failed[0].host}: {'; '.join(failed[0].problems)}{more}; "

@@ -61,6 +61,27 @@ def reserve(run_dir: Path) -> bool:
     return True
 
 
+@contextlib.contextmanager
+def unless_started(run_dir: Path) -> Iterator[None]:
+    """Until the job starts: when it is refused (a host, the engine's parser), remove what this launch wrote
+    into ``run_dir``, which :func:`create` found new or empty; the directory itself goes when it is empty."""
+    try:
+        yield
+    except LaunchdeckError:
+        for entry in run_dir.iterdir() if run_dir.is_dir() else ():
+            _remove(entry)
+        with contextlib.suppress(OSError):
+            run_dir.rmdir()
+        raise
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
 def write_inputs(plan: LaunchPlan, rendered: RenderedConfig) -> None:
     """What the job reads, written before it starts: the rendered config and the plan's files (MPI hostfile)."""
     write_atomic(plan.config_path, json.dumps(rendered.config, indent=2) + "\n")
