@@ -359,3 +359,37 @@ def test_model_configs():
 def total():
     yield
     print(f"fuzz total: {sum(TRIED.values())} generated cases over {len(TRIED)} surfaces")
+
+
+# --- the payload's --data (the launch checks sizes; the payload reads the content) ----------------------------
+
+DATA = st.one_of(st.binary(max_size=64), st.binary(min_size=4096, max_size=6000), ANY_TEXT,
+                 st.lists(st.one_of(DOCS.map(json.dumps), ANY_TEXT), max_size=5).map("\n".join),
+                 st.lists(st.text(max_size=200).map(lambda t: json.dumps({"text": t})), min_size=30,
+                          max_size=60).map("\n".join))
+
+
+@SETTINGS
+@given(DATA, st.sampled_from(["corpus.txt", "corpus.jsonl", "folder"]))
+def _payload_data(content, name):
+    from launcher.payload.train.data import load_corpus  # the torch side: numpy and torch
+
+    with folder() as tmp:
+        path = tmp / name
+        target = path / "part.md" if name == "folder" else path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _write(target, content)
+        code, _ = run("payload --data", ["launch", "ddp", "--cpu", "--data", str(path), "--dry-run"])
+        try:
+            accepted = load_corpus(str(path)).size >= 4096
+        except SystemExit as exc:  # the payload's own one-line refusal
+            message = str(exc)
+            assert message.startswith("launchdeck: error: --data ") and "\n" not in message, message
+            accepted = False
+        if code == 2:  # what the launch refuses, the payload would refuse too
+            assert not accepted
+
+
+def test_payload_data():
+    _payload_data()
+    tried("payload --data", at_least=EXAMPLES)

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import entrypoints
+from .. import corpus, entrypoints
 from ..cluster import hosts, schedulers
 from ..errors import LaunchdeckError
 from ..node import extensions, progress
@@ -182,6 +182,8 @@ def payload_command(req: LaunchRequest, rendered: RenderedConfig, run_dir: str, 
             command += [flag, str(value)]
     for flag, drill in (("--crash-at", req.crash_at), ("--stall-at", req.stall_at)):
         check_drill(flag, drill, rendered.cluster.world_size)
+    if req.data is not None and (problem := corpus.problem(req.data)):
+        raise LaunchdeckError(problem)
     if req.resume:
         command += ["--resume-from", str(find_resume_source(req.resume, req.runs_root, s.name))]
     return command

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ... import corpus as accepted
+
 DEFAULT_BYTES = 8 * 1024 * 1024
-TEXT_SUFFIXES = {".txt", ".md", ".py", ".rst", ".json", ".jsonl", ".c", ".h", ".yaml", ".toml"}
 
 
 def load_corpus(path: str | None, limit: int = DEFAULT_BYTES) -> np.ndarray:
@@ -22,28 +23,48 @@ def load_corpus(path: str | None, limit: int = DEFAULT_BYTES) -> np.ndarray:
     if path is None:
         files = sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py"))
     else:
-        root = Path(path)
-        if not root.exists():
+        if not Path(path).exists():
             raise SystemExit(f"launchdeck: error: --data {path}: no such file or directory")
-        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.suffix in TEXT_SUFFIXES)
+        files = accepted.files(Path(path))
     chunks, size = [], 0
     for file in files:
-        data = _read(file)
+        data = _read(file, limit - size)
         chunks.append(data)
         size += len(data)
         if size >= limit:
             break
     corpus = np.frombuffer(b"".join(chunks)[:limit], dtype=np.uint8)
-    if corpus.size < 4096:
-        raise SystemExit(f"launchdeck: error: --data {path}: only {corpus.size} bytes of text (need >= 4096)")
+    if corpus.size < accepted.MIN_BYTES:
+        raise SystemExit(f"launchdeck: error: --data {path}: only {corpus.size} bytes of text "
+                         f"(need >= {accepted.MIN_BYTES})")
     return corpus
 
 
-def _read(file: Path) -> bytes:
-    if file.suffix == ".jsonl":
-        lines = file.read_text(encoding="utf-8", errors="replace").splitlines()
-        return "\n\n".join(json.loads(line)["text"] for line in lines if line.strip()).encode()
-    return file.read_bytes()
+def _read(file: Path, limit: int) -> bytes:
+    """At most ``limit`` bytes of text from ``file`` (a single huge line or file is never read whole)."""
+    wanted = limit if file.suffix != ".jsonl" else 2 * limit  # JSON's quoting and keys take room too
+    try:
+        with open(file, "rb") as f:
+            data = f.read(wanted)
+    except OSError as exc:
+        raise SystemExit(f"launchdeck: error: --data {file}: cannot read: {exc.strerror}") from None
+    return _jsonl_text(file, data, cut=len(data) == wanted) if file.suffix == ".jsonl" else data
+
+
+def _jsonl_text(file: Path, data: bytes, cut: bool) -> bytes:
+    """The ``text`` fields of a JSONL file's lines, blank lines between them (``cut``: the last line was cut
+    short by the read limit and is left out)."""
+    lines = data.decode("utf-8", errors="replace").splitlines()
+    texts = []
+    for number, line in enumerate(lines[:-1] if cut else lines, 1):
+        if not line.strip():
+            continue
+        try:
+            texts.append(str(json.loads(line)["text"]))
+        except (ValueError, KeyError, TypeError):
+            raise SystemExit(f"launchdeck: error: --data {file}: line {number} is not a JSON object with a "
+                             "'text' field") from None
+    return "\n\n".join(texts).encode()
 
 
 def token_ids(corpus: np.ndarray) -> torch.Tensor:
