@@ -139,11 +139,19 @@ def finish(run_dir: Path, outcome: Any, failed: bool) -> list[str]:
         write_outcome(run_dir, outcome)
     except (OSError, LaunchdeckError) as exc:
         problems.append(f"launchdeck: warning: outcome.json not written: {exc}")
-    free = shutil.disk_usage(run_dir).free if failed else LOW_SPACE
+    free = _free(run_dir) if failed else LOW_SPACE
     if free < LOW_SPACE:
         problems.append(f"launchdeck: notice: the run directory's filesystem is full ({free // 2**20} MiB free "
                         f"at {run_dir}): a checkpoint, a log or the run record may not have been written")
     return problems
+
+
+def _free(path: Path) -> int:
+    """Bytes free where ``path`` lives (as much as needed when that cannot be asked: it was removed)."""
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return LOW_SPACE
 
 
 def redact(env: dict[str, str]) -> dict[str, str]:
