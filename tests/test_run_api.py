@@ -104,3 +104,14 @@ def test_a_host_that_does_not_share_the_run_directory_is_named_and_nothing_start
     record.create(Path(shared.plan.run_dir))
     record.write_inputs(shared.plan, shared.rendered)
     assert all(check.ok for check in preflight.check_hosts(shared.plan, cpu=True, shared=config))
+
+
+@pytest.mark.parametrize("field, path, said", [("interpreter", "/nope/bin/python", "no interpreter /nope/bin/python"),
+                                               ("cwd", "/nope/work", "no directory /nope/work")])
+def test_a_host_without_the_interpreter_or_the_directory_is_named_with_the_path(tmp_path, field, path, said):
+    prepared = _hosts_plan(tmp_path, hidden=None)
+    plan = prepared.plan
+    nodes = [dataclasses.replace(plan.nodes[0], **{field: path}), *plan.nodes[1:]]
+    plan = dataclasses.replace(plan, nodes=nodes, remote_shell=["sh", "-c", 'eval "$1"'])
+    checks = preflight.check_hosts(plan, cpu=True)
+    assert checks[0].problems == [said] and checks[1].ok
