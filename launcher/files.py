@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -23,3 +24,14 @@ def write_atomic(path: str | os.PathLike[str], text: str) -> None:
     except OSError as exc:
         os.unlink(tmp)
         raise LaunchdeckError(f"cannot write {target}: {exc.strerror}") from None
+
+
+LOW_SPACE = 16 * 2**20  # bytes free below which a filesystem counts as full (a save or a log did not fit)
+
+
+def free_bytes(path: str | os.PathLike[str]) -> int:
+    """Bytes free on the filesystem of ``path``; LOW_SPACE when that cannot be asked (``path`` is gone)."""
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return LOW_SPACE

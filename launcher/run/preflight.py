@@ -48,17 +48,13 @@ def probe_line(node: NodePlan, port: int | None, shared: str | None = None) -> s
     the host shares."""
     cwd, python = shlex.quote(node.cwd), shlex.quote(node.interpreter)
     args = ["-m", entrypoints.PROBE, *([f"--port={port}"] if port else [])]
-    no_python = _said(f"no interpreter {node.interpreter}")
-    line = (f"cd {cwd} 2>/dev/null || {{ echo {_said(f'no directory {node.cwd}')} >&2; exit {NO_DIRECTORY}; }}; "
+    no_python = shlex.quote(f"no interpreter {node.interpreter}")
+    line = (f"cd {cwd} 2>/dev/null || {{ echo {shlex.quote(f'no directory {node.cwd}')} >&2; exit {NO_DIRECTORY}; }}; "
             f"test -x {python} || {{ echo {no_python} >&2; exit {NO_INTERPRETER}; }}; ")
     if shared:
         missing = f"no {shared}: the run directory is not on a filesystem this host shares (--run-dir)"
-        line += f"test -r {shlex.quote(shared)} || {{ echo {_said(missing)} >&2; exit {NOT_SHARED}; }}; "
+        line += f"test -r {shlex.quote(shared)} || {{ echo {shlex.quote(missing)} >&2; exit {NOT_SHARED}; }}; "
     return line + f"exec {python} {shlex.join(args)}"
-
-
-def _said(text: str) -> str:
-    return shlex.quote(text)
 
 
 def run_probe(node: NodePlan, port: int | None, remote_shell: list[str], shared: str | None = None) -> HostCheck:

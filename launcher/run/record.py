@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import LaunchdeckError
-from ..files import write_atomic
+from ..files import LOW_SPACE, free_bytes, write_atomic
 from ..node import probe
 from ..plan.model import LaunchPlan
 from ..render import RenderedConfig
@@ -128,9 +128,6 @@ def write_outcome(run_dir: Path, outcome: Any) -> None:
     write_atomic(run_dir / "outcome.json", json.dumps(dataclasses.asdict(outcome), indent=2) + "\n")
 
 
-LOW_SPACE = 16 * 2**20  # bytes free below which a failed run's filesystem counts as full
-
-
 def finish(run_dir: Path, outcome: Any, failed: bool) -> list[str]:
     """Write ``outcome.json``; the lines to show when that failed, or when a failed run's filesystem is full
     (the likely cause: a checkpoint or a log that did not fit). Never raises: the job is over either way."""
@@ -139,19 +136,11 @@ def finish(run_dir: Path, outcome: Any, failed: bool) -> list[str]:
         write_outcome(run_dir, outcome)
     except (OSError, LaunchdeckError) as exc:
         problems.append(f"launchdeck: warning: outcome.json not written: {exc}")
-    free = _free(run_dir) if failed else LOW_SPACE
+    free = free_bytes(run_dir) if failed else LOW_SPACE
     if free < LOW_SPACE:
         problems.append(f"launchdeck: notice: the run directory's filesystem is full ({free // 2**20} MiB free "
                         f"at {run_dir}): a checkpoint, a log or the run record may not have been written")
     return problems
-
-
-def _free(path: Path) -> int:
-    """Bytes free where ``path`` lives (as much as needed when that cannot be asked: it was removed)."""
-    try:
-        return shutil.disk_usage(path).free
-    except OSError:
-        return LOW_SPACE
 
 
 def redact(env: dict[str, str]) -> dict[str, str]:

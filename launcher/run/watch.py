@@ -70,7 +70,6 @@ class Watch:
     begun: float = field(default_factory=time.monotonic)
     frozen: bool = False  # set once the user interrupted: what dies after that is no failure
     stall: StallWatch = field(init=False)  # where each rank is, and whether the job still moves
-    stalled: Stall | None = None
 
     def __post_init__(self) -> None:
         self.tag = events.tag_for(self.plan.run_dir)
@@ -162,7 +161,6 @@ class Watch:
     def stalled_now(self, stall: Stall, stacks: list[str], t: float) -> None:
         """The job stopped making progress (seen at wall time ``t``): a failure of the first rank behind, or
         of the job when none is behind."""
-        self.stalled = stall
         rank = stall.behind[0] if stall.behind else None
         host = self.rank_hosts.get(rank, self.plan.rendezvous_host)
         self._add(t, host, rank, None, describe(stall), stacks=tuple(stacks))

@@ -12,9 +12,8 @@ import os
 import shutil
 from pathlib import Path
 
-from ...files import write_atomic
+from ...files import LOW_SPACE, free_bytes, write_atomic
 
-LOW_SPACE = 16 * 2**20  # bytes: a failed save with less than this free ran out of space
 DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EFBIG)
 
 
@@ -31,7 +30,7 @@ def disk_problem(root: Path, exc: Exception) -> str | None:
     something else. torch reports a full disk as a RuntimeError, so the free space is asked too."""
     if isinstance(exc, OSError) and exc.errno in DISK_ERRORS:
         return f"{exc.strerror} ({exc.filename or root})"
-    free = shutil.disk_usage(root).free if root.is_dir() else LOW_SPACE
+    free = free_bytes(root)
     return f"no space left on device ({free // 2**20} MiB free under {root})" if free < LOW_SPACE else None
 
 
