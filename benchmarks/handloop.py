@@ -71,7 +71,7 @@ def main() -> int:
                                                         "grad_accum": config["gradient_accumulation_steps"]}
     assert shape["grad_accum"] == 1, "the hand loop does one micro batch per step"
     micro = shape["micro_batch"]
-    batches = Batches(token_ids(load_corpus(None)), 128, micro, 1234, rank)
+    batches = Batches(token_ids(load_corpus(None)), 128, micro, 1234, rank, dist.get_world_size())
     model = build_model("tiny", 128, 1234)
     step = (ddp_step if engine == "ddp" else deepspeed_step)(config, model, batches)
     seconds = []

@@ -46,11 +46,30 @@ def test_batches_are_a_function_of_step_micro_and_rank():
     from launcher.payload.train.data import Batches
 
     corpus = np.frombuffer(bytes(range(256)) * 64, dtype=np.uint8)
-    a, b = Batches(corpus, 16, 4, seed=1, dp_rank=0), Batches(corpus, 16, 4, seed=1, dp_rank=0)
+    a, b = (Batches(corpus, 16, 4, seed=1, dp_rank=0, dp_size=2, global_batch=24) for _ in range(2))
     x, y = a.get(5, 1)
     assert torch.equal(x, b.get(5, 1)[0]) and torch.equal(x[:, 1:], y[:, :-1])
     assert not torch.equal(x, a.get(5, 2)[0])
-    assert not torch.equal(x, Batches(corpus, 16, 4, seed=1, dp_rank=1).get(5, 1)[0])
+    assert not torch.equal(x, Batches(corpus, 16, 4, seed=1, dp_rank=1, dp_size=2, global_batch=24).get(5, 1)[0])
+
+
+def test_a_global_batch_is_the_same_samples_at_any_data_parallel_size():
+    """A restart on fewer nodes keeps the global batch: the step must train on the same samples."""
+    import torch
+
+    from launcher.payload.train.data import Batches
+
+    corpus = np.frombuffer(bytes(range(251)) * 97, dtype=np.uint8)
+
+    def samples(dp_size: int, accum: int) -> list[bytes]:
+        ranks = [Batches(corpus, 8, 2, seed=3, dp_rank=r, dp_size=dp_size, global_batch=8) for r in range(dp_size)]
+        return sorted(row.numpy().tobytes() for r in ranks for m in range(accum) for row in r.get(7, m)[0])
+
+    assert samples(4, 1) == samples(2, 2) == samples(1, 4)
+    assert samples(4, 1) != sorted(row.numpy().tobytes() for row in Batches(corpus, 8, 8, 3, 0).get(8, 0)[0])
+    with pytest.raises(ValueError, match="micro step 4"):
+        Batches(corpus, 8, 2, seed=3, dp_rank=0, dp_size=1, global_batch=8).get(7, 4)
+    assert torch.equal(*(Batches(corpus, 8, 2, 3, 0, 1, 8).get(7, 0)[0] for _ in range(2)))
 
 
 def test_corpus_from_file_folder_and_jsonl(tmp_path):

@@ -1,7 +1,8 @@
-"""Byte-level tokens from local text, sampled deterministically by (seed, step, micro batch, rank).
+"""Byte-level tokens from local text, sampled deterministically by (seed, step, sample of the global batch).
 
 Deterministic sampling is what makes ``--resume`` continue the same loss curve: the batch of step
-``s`` is the same whether or not the run was interrupted before it.
+``s`` is the same whether or not the run was interrupted before it, and the same set of samples at any
+data-parallel size that keeps the global batch (a restart on fewer nodes trains on the same data).
 """
 
 from __future__ import annotations
@@ -73,15 +74,25 @@ def token_ids(corpus: np.ndarray) -> torch.Tensor:
 
 
 class Batches:
-    """Random windows of ``seq_len + 1`` bytes; inputs and next-token labels."""
+    """Random windows of ``seq_len + 1`` bytes; inputs and next-token labels.
 
-    def __init__(self, corpus: np.ndarray | torch.Tensor, seq_len: int, micro_batch: int, seed: int, dp_rank: int):
+    Step ``s`` draws ``global_batch`` windows from a generator seeded by (seed, s); data-parallel rank ``r`` of
+    ``dp_size`` takes samples ``(micro × dp_size + r) × micro_batch …`` of them in micro step ``micro``."""
+
+    def __init__(self, corpus: np.ndarray | torch.Tensor, seq_len: int, micro_batch: int, seed: int, dp_rank: int,
+                 dp_size: int = 1, global_batch: int | None = None):
         self.tokens = corpus if isinstance(corpus, torch.Tensor) else token_ids(corpus)
         self.seq_len, self.micro_batch, self.seed, self.dp_rank = seq_len, micro_batch, seed, dp_rank
+        self.dp_size, self.global_batch = dp_size, global_batch or micro_batch * dp_size
 
     def get(self, step: int, micro: int) -> tuple[torch.Tensor, torch.Tensor]:
-        generator = torch.Generator().manual_seed(hash((self.seed, step, micro, self.dp_rank)) & (2**63 - 1))
-        starts = torch.randint(0, len(self.tokens) - self.seq_len - 1, (self.micro_batch,), generator=generator)
+        generator = torch.Generator().manual_seed(hash((self.seed, step)) & (2**63 - 1))
+        every = torch.randint(0, len(self.tokens) - self.seq_len - 1, (self.global_batch,), generator=generator)
+        first = (micro * self.dp_size + self.dp_rank) * self.micro_batch
+        if first + self.micro_batch > self.global_batch:
+            raise ValueError(f"micro step {micro} of data-parallel rank {self.dp_rank}/{self.dp_size} is past the "
+                             f"global batch of {self.global_batch}")
+        starts = every[first:first + self.micro_batch]
         # one gather, no views: a view of the corpus would count the whole corpus as a rank's activations
         windows = self.tokens[starts[:, None] + torch.arange(self.seq_len + 1)]
         return windows[:, :-1], windows[:, 1:]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ...files import write_atomic
 from ...node import progress
-from . import checkpoint, engines, runtime
+from . import checkpoint, engines, resume, runtime
 from .data import Batches, load_corpus, token_ids
 from .memory import MEASURED_STEP, MemoryProbe
 from .metrics import Meter
@@ -36,9 +36,10 @@ class Context:
     micro_batch: int
     seed: int
     activation_checkpointing: bool
+    global_batch: int
 
-    def batches(self, dp_rank: int) -> Batches:
-        return Batches(self.corpus, self.seq_len, self.micro_batch, self.seed, dp_rank)
+    def batches(self, dp_rank: int, dp_size: int) -> Batches:
+        return Batches(self.corpus, self.seq_len, self.micro_batch, self.seed, dp_rank, dp_size, self.global_batch)
 
 
 def train(args, started: float) -> int:
@@ -54,9 +55,12 @@ def train(args, started: float) -> int:
     shape = module.shape(config)
     context = _context(args, shape, rt)
     probe = MemoryProbe(rt.device) if args.measure_memory else None
+    source = _checkpoint_to_resume(args.resume_from)
+    if source is not None:  # saved at another size, a checkpoint may need converting before the engine exists
+        config = module.resumable(config, source, resume.read_meta(source), rt, comm)
     with probe.building() if probe else contextlib.nullcontext():
         engine = module.create(config, build_model(args.model, context.seq_len, args.seed), context)
-    start = _resume(engine, args.resume_from, rt) if args.resume_from else 0
+    start = _resume(engine, source, rt) if source is not None else 0
     tokens_per_step = shape.global_batch * context.seq_len
     meter = Meter(args.steps, tokens_per_step, args.log_interval, rt.device, started, verbose=rt.is_main,
                   warmup=MEASURED_STEP + 1 if probe else 1)  # measured steps are slower: not timed
@@ -117,27 +121,44 @@ def _save(engine, root: Path, step: int, rt: runtime.Runtime, comm) -> None:
         checkpoint.sweep_partials(root)
         checkpoint.partial_dir(root, step).mkdir()
     comm.barrier()
-    engine.save(str(checkpoint.partial_dir(root, step)), step)
+    partial = checkpoint.partial_dir(root, step)
+    engine.save(str(partial), step)
+    resume.save_rng(partial, rt.rank)
+    if rt.is_main:
+        resume.write_meta(partial, resume.Saved(step, rt.world_size, engine.data_parallel_size))
     comm.barrier()
     if rt.is_main:
         checkpoint.publish(root, step)
     comm.barrier()
 
 
-def _resume(engine, source: str, rt: runtime.Runtime) -> int:
+def _checkpoint_to_resume(source: str | None) -> Path | None:
+    if not source:
+        return None
     found = checkpoint.latest(Path(source))
     if found is None:
         raise SystemExit(f"launchdeck: error: --resume: no complete checkpoint under {source}")
+    return found
+
+
+def _resume(engine, found: Path, rt: runtime.Runtime) -> int:
+    """Load the engine's state, and this rank's random state where the world is the one it was saved at."""
     step = engine.load(str(found))
+    saved = resume.read_meta(found)
+    same_world = saved is None or saved.world_size == rt.world_size
+    if same_world:  # at another size ranks hold other data: no random state of theirs to continue
+        resume.restore_rng(found, rt.rank)
     if rt.is_main:
-        print(f"launchdeck: resumed from {found} (step {step})", flush=True)
+        moved = "" if same_world else f", saved at world size {saved.world_size}, now {rt.world_size}"
+        print(f"launchdeck: resumed from {found} (step {step}{moved})", flush=True)
     return step
 
 
 def _context(args, shape: engines.TrainShape, rt: runtime.Runtime) -> Context:
     seq_len = args.seq_len or PRESETS[args.model].seq_len
     tokens = token_ids(load_corpus(args.data))  # made before any memory is measured: it stays on the CPU
-    return Context(rt, tokens, seq_len, shape.micro_batch, args.seed, shape.activation_checkpointing)
+    return Context(rt, tokens, seq_len, shape.micro_batch, args.seed, shape.activation_checkpointing,
+                   shape.global_batch)
 
 
 def _measuring(probe: MemoryProbe | None, engine, done: int) -> contextlib.AbstractContextManager:

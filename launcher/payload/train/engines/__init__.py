@@ -2,13 +2,15 @@
 
 Every engine offers the same small surface to the loop:
 ``train_step(step) -> loss``, ``save(dir, step)``, ``load(dir) -> step``, ``digest()``, ``lr()``; every engine
-module (named by the engine registry) offers ``connect``, ``shape`` and ``create`` (:class:`EngineModule`).
+module (named by the engine registry) offers ``connect``, ``shape``, ``resumable`` and ``create``
+(:class:`EngineModule`).
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import torch
@@ -16,6 +18,7 @@ import torch
 from ....spec import engines as registry
 from ....spec.engines import EngineSpec
 from ..comm import Comm
+from ..resume import Saved
 from ..runtime import Runtime
 
 
@@ -23,6 +26,7 @@ class Engine(Protocol):
     """What the loop drives: one training step, checkpoints, a parameter digest, the LR, release."""
 
     data_parallel_rank: int
+    data_parallel_size: int
     module: torch.nn.Module  # the model (this rank's stages, for pipelines) without engine wrappers
     identical_replicas: bool  # False where ranks legitimately hold different parameters (pipeline stages)
 
@@ -58,6 +62,7 @@ class EngineModule(Protocol):
 
     def connect(self, rt: Runtime) -> Comm: ...
     def shape(self, config: dict) -> TrainShape: ...
+    def resumable(self, config: dict, checkpoint: Path, saved: Saved | None, rt: Runtime, comm: Comm) -> dict: ...
     def create(self, config: dict, model: torch.nn.Module, context) -> Engine: ...
 
 
@@ -67,6 +72,11 @@ def load(name: str) -> tuple[EngineSpec, EngineModule]:
     if spec.payload is None:
         raise SystemExit(f"launchdeck: error: engine '{name}' has no payload; run your own script")
     return spec, spec.load("payload")
+
+
+def loads_anywhere(config: dict, *_: object) -> dict:
+    """``resumable`` for engines whose checkpoint is one full state: it loads at any world size as it is."""
+    return config
 
 
 def training_shape(config: dict) -> TrainShape:

@@ -12,7 +12,7 @@ from ..comm import Comm, TorchComm
 from ..pipeline_model import lm_loss
 from ..runtime import Runtime
 from ..schedule import lr_factor
-from . import params_digest, training_shape
+from . import loads_anywhere, params_digest, training_shape
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
 
@@ -29,8 +29,8 @@ class DDPEngine:
     def __init__(self, config: dict, model: torch.nn.Module, context):
         t, rt = config["training"], context.runtime
         self.training, self.device = t, rt.device
-        self.data_parallel_rank = rt.rank
-        self.batches = context.batches(rt.rank)
+        self.data_parallel_rank, self.data_parallel_size = rt.rank, rt.world_size
+        self.batches = context.batches(rt.rank, rt.world_size)
         if t["activation_checkpointing"]:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         ids = [rt.local_rank] if rt.device.type == "cuda" else None
@@ -96,4 +96,5 @@ def _optimizer(o: dict, params, cuda: bool) -> torch.optim.Optimizer:
 
 
 shape = training_shape  # the engine-neutral training block
+resumable = loads_anywhere  # rank 0 saves the whole state
 create = DDPEngine

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import deepspeed
 import torch
+from deepspeed.checkpoint.constants import (
+    UNIVERSAL_CHECKPOINT_INFO,
+    UNIVERSAL_CHECKPOINT_VERSION_KEY,
+    UNIVERSAL_CHECKPOINT_VERSION_VALUE,
+)
 from deepspeed.utils import logger
 
 from ..comm import Comm, TorchComm
 from ..pipeline_model import lm_loss
+from ..resume import UNIVERSAL, Saved, to_universal
 from ..runtime import Runtime
 from . import TrainShape, params_digest
 
@@ -25,6 +32,24 @@ def shape(config: dict) -> TrainShape:
     """DeepSpeed's own JSON: its batch keys, and recompute where the config asks for it."""
     return TrainShape(config["train_micro_batch_size_per_gpu"], config["train_batch_size"],
                       "activation_checkpointing" in config)
+
+
+def resumable(config: dict, checkpoint: Path, saved: Saved | None, rt: Runtime, comm: Comm) -> dict:
+    """The config that loads ``checkpoint`` here: a ZeRO checkpoint saved at another data-parallel size goes
+    through DeepSpeed's universal checkpoint (converted once, by rank 0, while the others wait)."""
+    stages = config.get("pipeline", {}).get("stages", 1)
+    now = rt.world_size // stages
+    if saved is None or saved.data_parallel_size == now:
+        return config
+    if stages > 1:
+        raise SystemExit(f"launchdeck: error: {checkpoint} was saved by a pipeline at data-parallel size "
+                         f"{saved.data_parallel_size}; it resumes only at that size (now {now})")
+    if rt.is_main:
+        print(f"launchdeck: {checkpoint} was saved at data-parallel size {saved.data_parallel_size}, now {now}: "
+              "loading it as a DeepSpeed universal checkpoint", flush=True)
+        to_universal(checkpoint, TAG)
+    comm.barrier()
+    return {**config, "checkpoint": {**config.get("checkpoint", {}), "load_universal": True}}
 
 
 def create(config: dict, model: torch.nn.Module, context) -> DeepSpeedEngine:
@@ -43,8 +68,8 @@ class DeepSpeedEngine:
 
     def __init__(self, config: dict, model: torch.nn.Module, context):
         rt = context.runtime
-        self.data_parallel_rank = rt.rank
-        self.batches = context.batches(rt.rank)
+        self.data_parallel_rank, self.data_parallel_size = rt.rank, rt.world_size
+        self.batches = context.batches(rt.rank, rt.world_size)
         if context.activation_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.engine, *_ = deepspeed.initialize(model=model, model_parameters=model.parameters(), config=config)
@@ -64,10 +89,13 @@ class DeepSpeedEngine:
         return sum(losses) / len(losses)
 
     def save(self, directory: str, step: int) -> None:
-        self.engine.save_checkpoint(directory, tag=TAG, client_state={"step": step}, save_latest=False)
+        client = {"step": step, UNIVERSAL_CHECKPOINT_INFO: {UNIVERSAL_CHECKPOINT_VERSION_KEY:
+                                                            UNIVERSAL_CHECKPOINT_VERSION_VALUE}}
+        self.engine.save_checkpoint(directory, tag=TAG, client_state=client, save_latest=False)
 
     def load(self, directory: str) -> int:
-        path, client = self.engine.load_checkpoint(directory, tag=TAG)
+        tag = UNIVERSAL if self.engine.load_universal_checkpoint() else TAG
+        path, client = self.engine.load_checkpoint(directory, tag=tag)
         if path is None:
             raise SystemExit(f"launchdeck: error: no DeepSpeed checkpoint in {directory}")
         return int(client["step"])

@@ -11,7 +11,7 @@ from ..comm import Comm, HorovodComm
 from ..pipeline_model import lm_loss
 from ..runtime import Runtime
 from ..schedule import lr_factor
-from . import params_digest, training_shape
+from . import loads_anywhere, params_digest, training_shape
 from .ddp import _DTYPES, _optimizer
 
 
@@ -26,8 +26,9 @@ class HorovodEngine:
 
     def __init__(self, config: dict, model: torch.nn.Module, context):
         t, w, rt = config["training"], config["optimizer_wrapper"], context.runtime
-        self.training, self.device, self.data_parallel_rank = t, rt.device, hvd.rank()
-        self.batches = context.batches(hvd.rank())
+        self.training, self.device = t, rt.device
+        self.data_parallel_rank, self.data_parallel_size = hvd.rank(), hvd.size()
+        self.batches = context.batches(hvd.rank(), hvd.size())
         if t["activation_checkpointing"]:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.model = model.to(rt.device)
@@ -90,4 +91,5 @@ class HorovodEngine:
 
 
 shape = training_shape  # the engine-neutral training block
+resumable = loads_anywhere  # rank 0 saves the whole state
 create = HorovodEngine

@@ -23,7 +23,8 @@ class PipelineEngine(DeepSpeedEngine):
                                 activation_checkpoint_interval=p["activation_checkpoint_interval"])
         self.engine, *_ = deepspeed.initialize(model=module, model_parameters=module.parameters(), config=config)
         self.data_parallel_rank = self.engine.grid.get_data_parallel_rank()
-        self.batches = context.batches(self.data_parallel_rank)
+        self.data_parallel_size = self.engine.grid.get_data_parallel_world_size()
+        self.batches = context.batches(self.data_parallel_rank, self.data_parallel_size)
 
     def train_step(self, step: int) -> float:
         micro_batches = (self.batches.get(step, m) for m in range(self.engine.gradient_accumulation_steps()))
