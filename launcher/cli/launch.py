@@ -43,6 +43,13 @@ from .options import cluster_options, overrides_from, strategy_overrides
               "logs/stall/, the job is stopped everywhere, exit code 19. Default: 10x the longest silence between "
               "two steps, at least 60 s; start-up, the first step and checkpoint saves are never judged. 0: "
               "never.  [env: LAUNCHDECK_STALL_TIMEOUT]")
+@click.option("--max-restarts", type=click.IntRange(min=0), default=0, envvar="LAUNCHDECK_MAX_RESTARTS",
+              help="When the job fails (a rank exits, hangs or stalls, a node is lost), stop everything and start it "
+                   "again from this run's latest complete checkpoint, up to N times; needs --save-every. Every "
+                   "attempt is kept (logs/attempt-K/, outcome.json 'attempts').  [env: LAUNCHDECK_MAX_RESTARTS]")
+@click.option("--min-nodes", type=click.IntRange(min=1), help="With --max-restarts and a hostfile: restart without "
+              "the nodes that were lost or fail preflight, while at least M remain (the hostfile is read again, so "
+              "a node that is back rejoins); the global batch stays, grad_accum is solved again.")
 @click.option("--no-preflight", is_flag=True, help="Across hosts: skip the per-host checks (ssh, versions, GPUs, "
               "port) that run before anything starts.")
 @click.option("--check", is_flag=True, help="With --dry-run: also check the config with DeepSpeed's parser.")

@@ -58,6 +58,7 @@ def prepare(req: LaunchRequest) -> Prepared:
     """Decide ranks and accelerator, render the strategy, and plan the transport."""
     transport = transport_of(req)
     shape = _local_shape(req) if transport == "local" else _cluster_shape(req, transport)
+    check_restarts(req, len(shape.slots), shape.here)
     strategy, notices = _strategy(req, shape.cpu)
     spec = engines.get(strategy.engine)
     if transport == "local" and spec.local_launcher != "torchrun":
@@ -97,6 +98,22 @@ def _cluster_shape(req: LaunchRequest, transport: str) -> _Shape:
     found = schedulers.from_slurm(None, req.nproc) if transport == "slurm" else hosts.read(req.hostfile)
     slots = hosts.apply_filters(hosts.resources(found), req.include, req.exclude)
     return _Shape({h.name: h.slots for h in found}, slots, cpu=req.cpu, here=False)
+
+
+def check_restarts(req: LaunchRequest, nodes: int, here: bool) -> None:
+    """--max-restarts resumes the payload from a checkpoint; --min-nodes leaves nodes of a cluster out."""
+    if req.max_restarts and not req.script and not req.save_every:
+        raise LaunchdeckError("--max-restarts needs --save-every K: a restart resumes from this run's latest "
+                              "complete checkpoint")
+    if req.min_nodes is None:
+        return
+    if not req.max_restarts:
+        raise LaunchdeckError("--min-nodes says where a restart may run; add --max-restarts N")
+    if here:
+        raise LaunchdeckError("--min-nodes leaves nodes of a cluster out; it needs --hostfile (or Slurm)")
+    if req.min_nodes > nodes:
+        raise LaunchdeckError(f"--min-nodes {req.min_nodes} but the job has {nodes} node(s) (after "
+                              "--include/--exclude)")
 
 
 def _strategy(req: LaunchRequest, cpu: bool) -> tuple[Strategy, list[str]]:

@@ -49,3 +49,5 @@ class LaunchRequest:
     hang_timeout: float = 5.0  # seconds a rank may stay stopped before it is killed (0: never)
     heartbeat_timeout: float = 10.0  # seconds an agent may stay silent before its node counts as lost
     stall_timeout: float | None = None  # seconds no rank may make progress (None: adaptive; 0: never)
+    max_restarts: int = 0  # starts again from the run's latest checkpoint after a failure, up to this many times
+    min_nodes: int | None = None  # with restarts: leave lost or failing nodes out while this many remain

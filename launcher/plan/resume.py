@@ -11,6 +11,17 @@ def has_checkpoint(path: Path) -> bool:
     return any((candidate / "latest").is_file() for candidate in (path, path / "checkpoints"))
 
 
+def checkpoint_step(path: Path) -> int | None:
+    """The step of the latest complete checkpoint under ``path`` (a run or checkpoint directory), if any."""
+    for candidate in (path, path / "checkpoints"):
+        pointer = candidate / "latest"
+        if pointer.is_file():
+            name = pointer.read_text().strip()
+            digits = name.removeprefix("step-")
+            return int(digits) if digits.isascii() and digits.isdigit() else None
+    return None
+
+
 def find_resume_source(resume: str, runs_root: str, strategy: str) -> Path:
     """``last``: the newest run of ``strategy`` under ``runs_root`` with a complete checkpoint; else a path."""
     if resume != "last":

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from ..errors import RenderError
 from ..spec import engines
 from ..spec.strategy import Strategy
+from .batch import solve
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,11 @@ class RenderedConfig:
     @property
     def engine(self) -> str:
         return self.strategy.engine
+
+    @property
+    def global_batch(self) -> int:
+        """Sequences per optimizer step across every rank, as solved for this world size."""
+        return solve(self.strategy.training, self.data_parallel_size).global_
 
 
 def render(strategy: Strategy, cluster: Cluster, *, hf: bool = False) -> RenderedConfig:

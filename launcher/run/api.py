@@ -20,7 +20,7 @@ from ..node import extensions
 from ..plan.model import LaunchPlan
 from ..plan.prepare import Prepared, prepare
 from ..plan.request import LaunchRequest
-from . import execute, preflight, record
+from . import execute, preflight, record, restarts
 from .execute import Outcome
 
 
@@ -36,19 +36,29 @@ def launch(request: LaunchRequest, *, check_hosts: bool = True, console: IO[str]
         prepared = prepare(request)  # another launch took that name this very second: the next one is free
     for notice in prepared.notices:
         notify(notice)
-    return run(prepared, check_hosts=check_hosts, console=console, notify=notify, time_limit=time_limit)
+    if not request.max_restarts:
+        return run(prepared, check_hosts=check_hosts, console=console, notify=notify, time_limit=time_limit)
+
+    def attempt(plan: Prepared, number: int) -> Outcome:
+        return run(plan, check_hosts=check_hosts, console=console, notify=notify, time_limit=time_limit,
+                   attempt=number)
+
+    return restarts.launch(request, prepared, attempt, notify)
 
 
 def run(prepared: Prepared, *, check_hosts: bool = True, console: IO[str] | str | None = None,
-        notify: Callable[[str], None] = _stderr, time_limit: float | None = None) -> Outcome:
+        notify: Callable[[str], None] = _stderr, time_limit: float | None = None, attempt: int = 1) -> Outcome:
     """Refuse what cannot run (missing programs, a host that fails preflight, a config the engine's own
     parser rejects), then write the run record, execute the plan, and record the outcome. ``console``: where
     the job's output goes (default stdout; ``CONSOLE_LOG``: ``logs/console.log`` in the run record).
-    ``time_limit``: seconds the job may run before it is stopped everywhere as "timed out"."""
+    ``time_limit``: seconds the job may run before it is stopped everywhere as "timed out". ``attempt``: a
+    restart (from 2) continues the record its first attempt made (:mod:`.restarts`)."""
     plan, run_dir = prepared.plan, Path(prepared.plan.run_dir)
     preflight.check_runnable(plan)  # the cheap check first: what is missing here
-    record.create(run_dir)  # refuses a directory that holds anything: what is below is ours alone
-    with record.unless_started(run_dir):  # a run refused before it starts leaves no record behind
+    if attempt == 1:
+        record.create(run_dir)  # refuses a directory that holds anything: what is below is ours alone
+    # a run refused before it starts leaves no record behind (a restart keeps the attempts before it)
+    with record.unless_started(run_dir) if attempt == 1 else contextlib.nullcontext():
         record.write_inputs(plan, prepared.rendered)  # each host must see them: preflight checks it (ssh)
         if check_hosts and preflight.needs_preflight(plan):
             preflight.preflight(plan, cpu=prepared.rendered.cluster.accelerator == "cpu")

@@ -59,6 +59,8 @@ class Outcome:
     run_dir: str = ""
     stalled: bool = False  # the job stopped making progress (launcher.run.stall) and was stopped for it
     progress: dict = field(default_factory=dict)  # the stall watch's summary (StallWatch.summary)
+    lost_hosts: list[str] = field(default_factory=list)  # hosts whose agent stopped answering (or never started)
+    attempts: list[dict] = field(default_factory=list)  # with --max-restarts: every attempt (launcher.run.restarts)
 
 
 @dataclass
@@ -182,8 +184,9 @@ def run(plan: LaunchPlan, console=sys.stdout, time_limit: float | None = None) -
                 signal.signal(sig, handler)
     failure = watch.first(logs)
     stalled = failure is not None and failure.reason.startswith(STALLED)
+    lost = sorted({watch.hosts[agent] for agent in watch.lost})
     return Outcome(job.returncode() or (1 if watch.failed else 0), time.monotonic() - started,
-                   signals.count > 0, failure, plan.run_dir, stalled, watch.stall.summary())
+                   signals.count > 0, failure, plan.run_dir, stalled, watch.stall.summary(), lost)
 
 
 @dataclass

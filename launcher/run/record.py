@@ -82,6 +82,26 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
+ATTEMPT_PREFIX = "attempt-"
+ATTEMPT_INPUTS = ("config.json", "plan.json")
+
+
+def archive_attempt(run_dir: Path, number: int) -> Path:
+    """Before a restart: attempt ``number``'s logs (and the config and plan it ran with) move to
+    ``logs/attempt-<number>/``; its progress records go, so the next attempt is judged on its own."""
+    logs = run_dir / "logs"
+    kept = logs / f"{ATTEMPT_PREFIX}{number}"
+    kept.mkdir(parents=True)
+    for entry in logs.iterdir():
+        if not entry.name.startswith(ATTEMPT_PREFIX):
+            os.replace(entry, kept / entry.name)
+    for name in ATTEMPT_INPUTS:
+        if (run_dir / name).is_file():
+            shutil.copy2(run_dir / name, kept / name)
+    shutil.rmtree(run_dir / "progress", ignore_errors=True)
+    return kept
+
+
 def write_inputs(plan: LaunchPlan, rendered: RenderedConfig) -> None:
     """What the job reads, written before it starts: the rendered config and the plan's files (MPI hostfile)."""
     write_atomic(plan.config_path, json.dumps(rendered.config, indent=2) + "\n")
