@@ -143,7 +143,7 @@ def test_a_stalled_rank_on_host_1_is_reported_with_the_stack_of_every_rank_on_bo
     assert sorted(ranks) == [0, 1, 2, 3]
     assert all(f" on {host1.ip if rank < 2 else host2.ip} " in line and "[py-spy]" in line
                for rank, line in ranks.items())
-    assert "BEHIND" in ranks[1] and "stall_drill (train/loop.py:" in ranks[1]
+    assert "BEHIND" in ranks[1] and "stall_drill (train/drills.py:" in ranks[1]
     assert not any("stall_drill" in ranks[rank] or "BEHIND" in ranks[rank] for rank in (0, 2, 3))
     assert {p.name for p in (run_dir / "logs" / "stall").iterdir()} == {f"rank{r}.txt" for r in range(4)}
     assert not any(job_pids(cluster, h, run_dir) for h in cluster.hosts)

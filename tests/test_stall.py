@@ -244,7 +244,7 @@ def test_a_stalled_collective_is_reported_with_every_ranks_stack_within_twice_th
     assert report[0].startswith("launchdeck: job failed after") and "rank 1 on localhost: stalled: no rank made " \
         "progress for" in report[0] and "rank 1 behind (last finished step 9; the others are in step 10)" in report[0]
     ranks = {line.split()[1]: line for line in report if line.startswith("  rank ")}
-    assert "(after step 9) BEHIND [py-spy]: " in ranks["1"] and "stall_drill (train/loop.py:" in ranks["1"]
+    assert "(after step 9) BEHIND [py-spy]: " in ranks["1"] and "stall_drill (train/drills.py:" in ranks["1"]
     assert "(in step 10) [py-spy]: " in ranks["0"] and "stall_drill" not in ranks["0"]
     assert "distributed" in ranks["0"]  # waiting in a collective (DDP's broadcast, ZeRO's reduce-scatter …)
     for rank in (0, 1):

@@ -57,7 +57,8 @@ from .options import cluster_options, overrides_from, strategy_overrides
 @click.option("--json", "as_json", is_flag=True, help="With --dry-run: the plan as JSON.")
 @click.option("--measure-memory", is_flag=True, help="Measure each rank's memory in the second step (peak, "
               "params, grads, optimizer, activations, buffers) into result.json; compare: launchdeck estimate.")
-@click.option("--crash-at", metavar="RANK:STEP", help="Fault drill: RANK exits with code 17 before STEP.")
+@click.option("--crash-at", metavar="RANK:STEP[:save]", help="Fault drill: RANK exits with code 17 before STEP "
+              "(with :save, in the middle of STEP's checkpoint). A restart runs without it.")
 @click.option("--stall-at", metavar="RANK:STEP", help="Fault drill: RANK blocks before STEP (alive, runnable), "
               "so the others wait in the next collective: try --stall-timeout.")
 def launch(name: str, script: tuple[str, ...], sets: tuple[str, ...], micro_batch: int | None, grad_accum: int | None,

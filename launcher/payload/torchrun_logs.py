@@ -1,7 +1,8 @@
 """torchrun plugin (entry point ``torchrun.logs_specs: launchdeck``): flat per-rank log files.
 
 ``logs/rank{R}.log`` (stdout), ``logs/rank{R}.err.log`` (stderr) and ``logs/rank{R}.error.json``
-(torch elastic's error file), named by global rank, instead of torch's nested default layout.
+(torch elastic's error file), named by global rank, instead of torch's nested default layout; a worker group
+torchrun restarted (an elastic plan's ``--max-restarts``) writes into ``logs/restart-K/``.
 Loaded by torchrun only (it imports torch).
 """
 
@@ -29,7 +30,7 @@ class RankLogsSpecs(LogsSpecs):
     def reify(self, envs: dict[int, dict[str, str]]) -> LogsDest:
         tee, dest = to_map(self._tee, len(envs)), LogsDest()
         for local_rank, env in envs.items():
-            base = os.path.join(self.root_log_dir, f"rank{env.get('RANK', local_rank)}")
+            base = os.path.join(self._directory(env), f"rank{env.get('RANK', local_rank)}")
             dest.stdouts[local_rank], dest.stderrs[local_rank] = f"{base}.log", f"{base}.err.log"
             dest.error_files[local_rank] = env["TORCHELASTIC_ERROR_FILE"] = f"{base}.error.json"
             if self._local_ranks_filter and local_rank not in self._local_ranks_filter:
@@ -39,3 +40,12 @@ class RankLogsSpecs(LogsSpecs):
             if tee[local_rank] & Std.ERR == Std.ERR:
                 dest.tee_stderrs[local_rank] = f"{base}.err.log"
         return dest
+
+    def _directory(self, env: dict[str, str]) -> str:
+        """The log directory, or ``restart-K/`` in it once torchrun restarted the worker group K times."""
+        restarts = env.get("TORCHELASTIC_RESTART_COUNT", "0")
+        if restarts in ("", "0"):
+            return self.root_log_dir
+        directory = os.path.join(self.root_log_dir, f"restart-{restarts}")
+        os.makedirs(directory, exist_ok=True)
+        return directory

@@ -157,7 +157,8 @@ def _context(req: LaunchRequest, transport: str, shape: _Shape, rendered: Render
         master_addr=master, master_port=common.choose_port(master, run_dir, req.master_port),
         rendezvous_host=rendezvous, cpu=shape.cpu, ssh_port=req.ssh_port, ssh_key=req.ssh_key,
         network_interface=req.network_interface, hang_timeout=req.hang_timeout,
-        heartbeat_timeout=req.heartbeat_timeout, stall_timeout=req.stall_timeout,
+        heartbeat_timeout=req.heartbeat_timeout, stall_timeout=req.stall_timeout, max_restarts=req.max_restarts,
+        min_nodes=req.min_nodes,
         extra={"horovodrun": rendered.config.get("horovodrun", [])})
 
 
@@ -193,6 +194,7 @@ def payload_command(req: LaunchRequest, rendered: RenderedConfig, run_dir: str, 
                "--model", req.model, "--run-dir", run_dir, "--save-every", str(req.save_every)]
     command += ["--cpu"] if cpu else []
     command += ["--measure-memory"] if req.measure_memory else []
+    command += ["--auto-resume"] if req.max_restarts else []  # torchrun's own restarts (elastic plans) too
     for flag, value in (("--data", req.data), ("--seq-len", req.seq_len), ("--crash-at", req.crash_at),
                         ("--stall-at", req.stall_at)):
         if value is not None:
@@ -207,11 +209,14 @@ def payload_command(req: LaunchRequest, rendered: RenderedConfig, run_dir: str, 
 
 
 def check_drill(flag: str, text: str | None, world_size: int) -> None:
-    """A fault drill's RANK:STEP names a rank of this job and a step from 1."""
-    found = re.fullmatch(r"(\d+):(\d+)", text or "", re.ASCII)
+    """A fault drill's RANK:STEP names a rank of this job and a step from 1 (--crash-at may add ``:save``:
+    in the middle of that step's checkpoint)."""
+    phase = r"(:save)?" if flag == "--crash-at" else ""
+    found = re.fullmatch(r"(\d+):(\d+)" + phase, text or "", re.ASCII)
     valid = found is not None and int(found[1]) < world_size and int(found[2]) >= 1
     if text is not None and not valid:
-        raise LaunchdeckError(f"{flag} {text!r}: expected RANK:STEP with RANK below the world size {world_size} "
+        form = "RANK:STEP[:save]" if phase else "RANK:STEP"
+        raise LaunchdeckError(f"{flag} {text!r}: expected {form} with RANK below the world size {world_size} "
                               "and STEP from 1")
 
 

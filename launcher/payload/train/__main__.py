@@ -33,9 +33,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--save-every", type=int, default=0, help="checkpoint every K steps (0: only at the end)")
     p.add_argument("--ckpt-dir", help="where checkpoints go (default: RUN_DIR/checkpoints)")
     p.add_argument("--resume-from", help="a checkpoint root (or run directory) to continue from")
+    p.add_argument("--auto-resume", action="store_true", help="continue from this run's own latest checkpoint "
+                   "when it has one (a restart), before --resume-from")
     p.add_argument("--measure-memory", action="store_true",
                    help="measure the second step's memory per rank (MemTracker) into result.json 'memory'")
-    p.add_argument("--crash-at", metavar="RANK:STEP", help="fault drill: RANK exits with code 17 before STEP")
+    p.add_argument("--crash-at", metavar="RANK:STEP[:save]",
+                   help="fault drill: RANK exits with code 17 before STEP (:save: while saving STEP's checkpoint)")
     p.add_argument("--stall-at", metavar="RANK:STEP", help="fault drill: RANK blocks (alive, not stopped) before STEP")
     return p.parse_args(argv)
 

@@ -9,7 +9,6 @@ import math
 import os
 import shutil
 import socket
-import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -19,11 +18,10 @@ from ...files import write_atomic
 from ...node import progress
 from . import checkpoint, engines, resume, runtime
 from .data import Batches, load_corpus, token_ids
+from .drills import Drills
 from .memory import MEASURED_STEP, MemoryProbe
 from .metrics import Meter
 from .model import PRESETS, build_model, count_parameters
-
-CRASH_EXIT_CODE = 17
 
 
 @dataclass
@@ -51,11 +49,12 @@ def train(args, started: float) -> int:
     if rt.device.type == "cpu":
         runtime.set_cpu_threads(rt)
     comm = module.connect(rt)
-    config = json.loads(Path(args.config).read_text())
+    config = _at_world(module, json.loads(Path(args.config).read_text()), rt)
     shape = module.shape(config)
     context = _context(args, shape, rt)
     probe = MemoryProbe(rt.device) if args.measure_memory else None
-    source = _checkpoint_to_resume(args.resume_from)
+    ckpt_root = Path(args.ckpt_dir or Path(args.run_dir or ".") / "checkpoints")
+    source = _checkpoint_to_resume(args, ckpt_root)
     if source is not None:  # saved at another size, a checkpoint may need converting before the engine exists
         config = module.resumable(config, source, resume.read_meta(source), rt, comm)
     with probe.building() if probe else contextlib.nullcontext():
@@ -68,16 +67,10 @@ def train(args, started: float) -> int:
         print(f"launchdeck: {args.strategy} on {rt.world_size} {rt.device.type} rank(s) ({rt.backend}); model "
               f"{args.model} ({count_parameters(engine.module) / 1e6:.2f} M params), steps {start}→{args.steps}",
               flush=True)
-    crash, stall = _crash_plan(args.crash_at), _crash_plan(args.stall_at)
-    ckpt_root = Path(args.ckpt_dir or Path(args.run_dir or ".") / "checkpoints")
+    drills = Drills.parse(rt.rank, args.crash_at, args.stall_at) if not _restarted() else Drills(rt.rank)
     reporter = progress.from_env()  # the stall watch's view of this rank
     for step in range(start, args.steps):
-        if crash == (rt.rank, step):
-            print(f"fault drill: rank {rt.rank} exits with {CRASH_EXIT_CODE} before step {step + 1}", flush=True)
-            os._exit(CRASH_EXIT_CODE)
-        if stall == (rt.rank, step):
-            print(f"fault drill: rank {rt.rank} blocks before step {step + 1}", flush=True)
-            stall_drill()
+        drills.before_step(step + 1)
         reporter.begin(step + 1)
         began = time.perf_counter()
         with _measuring(probe, engine, step - start):
@@ -88,23 +81,18 @@ def train(args, started: float) -> int:
         reporter.finished_step(done)
         if (args.save_every and done % args.save_every == 0) or done == args.steps:
             reporter.saving()
-            save(engine, ckpt_root, done, rt, comm)
+            save(engine, ckpt_root, done, rt, comm, drills)
     reporter.finished()
     _finish(args, engine, meter, rt, start, comm, probe)
     return 0
 
 
-def stall_drill() -> None:
-    """Block forever, alive and runnable (not stopped): the other ranks wait in the next collective."""
-    threading.Event().wait()
-
-
-def save(engine, root: Path, step: int, rt: runtime.Runtime, comm) -> None:
+def save(engine, root: Path, step: int, rt: runtime.Runtime, comm, drills: Drills) -> None:
     """Every rank writes into the partial directory; rank 0 publishes it after a barrier. A save that cannot
     be written (a full disk, a read-only one) is removed again and ends the run: the latest complete
     checkpoint stays the latest."""
     try:
-        _save(engine, root, step, rt, comm)
+        _save(engine, root, step, rt, comm, drills)
         return
     except (OSError, RuntimeError) as exc:  # torch.save on a full disk: RuntimeError "unexpected pos …"
         cause = checkpoint.disk_problem(root, exc)  # asked before the partial save is removed
@@ -115,7 +103,7 @@ def save(engine, root: Path, step: int, rt: runtime.Runtime, comm) -> None:
     raise checkpoint.SaveFailed(step, cause, checkpoint.latest(root))
 
 
-def _save(engine, root: Path, step: int, rt: runtime.Runtime, comm) -> None:
+def _save(engine, root: Path, step: int, rt: runtime.Runtime, comm, drills: Drills) -> None:
     if rt.is_main:
         root.mkdir(parents=True, exist_ok=True)
         checkpoint.sweep_partials(root)
@@ -124,6 +112,7 @@ def _save(engine, root: Path, step: int, rt: runtime.Runtime, comm) -> None:
     partial = checkpoint.partial_dir(root, step)
     engine.save(str(partial), step)
     resume.save_rng(partial, rt.rank)
+    drills.saving(step)
     if rt.is_main:
         resume.write_meta(partial, resume.Saved(step, rt.world_size, engine.data_parallel_size))
     comm.barrier()
@@ -132,12 +121,28 @@ def _save(engine, root: Path, step: int, rt: runtime.Runtime, comm) -> None:
     comm.barrier()
 
 
-def _checkpoint_to_resume(source: str | None) -> Path | None:
-    if not source:
-        return None
-    found = checkpoint.latest(Path(source))
+def _at_world(module, config: dict, rt: runtime.Runtime) -> dict:
+    """The rendered config at the world this rank found: an elastic restart may have changed it."""
+    resized = module.at_world(config, rt.world_size)
+    if resized is not config and rt.is_main:
+        print(f"launchdeck: world size {rt.world_size}, not the one the config was rendered for: grad_accum "
+              "solved again to keep the global batch", flush=True)
+    return resized
+
+
+def _restarted() -> bool:
+    """torchrun restarted this worker group (an elastic plan): fault drills fire in the first start only."""
+    return os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") not in ("", "0")
+
+
+def _checkpoint_to_resume(args, own: Path) -> Path | None:
+    """--auto-resume: this run's own latest checkpoint when it has one (a restart); else --resume-from's."""
+    found = checkpoint.latest(own) if args.auto_resume else None
+    if found is not None or not args.resume_from:
+        return found
+    found = checkpoint.latest(Path(args.resume_from))
     if found is None:
-        raise SystemExit(f"launchdeck: error: --resume: no complete checkpoint under {source}")
+        raise SystemExit(f"launchdeck: error: --resume: no complete checkpoint under {args.resume_from}")
     return found
 
 
@@ -166,13 +171,6 @@ def _measuring(probe: MemoryProbe | None, engine, done: int) -> contextlib.Abstr
     if probe is None or done > MEASURED_STEP:
         return contextlib.nullcontext()
     return probe.step(engine.module, measured=done == MEASURED_STEP)
-
-
-def _crash_plan(text: str | None) -> tuple[int, int] | None:
-    if not text:
-        return None
-    rank, step = text.split(":")
-    return int(rank), int(step) - 1
 
 
 def _finish(args, engine, meter: Meter, rt: runtime.Runtime, start: int, comm,

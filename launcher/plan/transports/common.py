@@ -51,6 +51,9 @@ class ClusterContext:
     heartbeat_timeout: float = 10.0  # seconds an agent may stay silent before its node counts as lost
     stall_timeout: float | None = None  # seconds without progress before the job is stalled (None: adaptive)
     extra: dict[str, object] = field(default_factory=dict)  # engine-rendered transport arguments
+    max_restarts: int = 0  # torchrun restarts the node's worker group this many times (elastic plans only)
+    min_nodes: int | None = None  # the fewest nodes an elastic rendezvous goes on with (default: all)
+    elastic: bool = False  # each node's torchrun meets the others through c10d and owns the restarts
     interpreter: str = field(default_factory=lambda: sys.executable)  # the Python each node's torchrun runs on
 
     @property
@@ -139,8 +142,20 @@ def torchrun_argv(ctx: ClusterContext, node_rank: int | str | None, nproc: int) 
 def _rendezvous_flags(ctx: ClusterContext, node_rank: int | str | None) -> list[str]:
     if node_rank is None:
         return []
+    if ctx.elastic:
+        return elastic_flags(ctx)
     return [f"--nnodes={len(ctx.slots)}", flag("--node-rank=", node_rank), f"--master-addr={ctx.master_addr}",
             f"--master-port={ctx.master_port}", "--max-restarts=0"]
+
+
+def elastic_flags(ctx: ClusterContext) -> list[str]:
+    """c10d rendezvous: nodes join in any order, a restarted node (a pod rescheduled) rejoins, and the job goes
+    on with as few as ``min_nodes``; torchrun restarts the worker group up to ``max_restarts`` times."""
+    nodes = len(ctx.slots)
+    low = ctx.min_nodes or nodes
+    return [f"--nnodes={low}:{nodes}" if low != nodes else f"--nnodes={nodes}", "--rdzv-backend=c10d",
+            f"--rdzv-endpoint={ctx.master_addr}:{ctx.master_port}", f"--rdzv-id={os.path.basename(ctx.run_dir)}",
+            f"--max-restarts={ctx.max_restarts}"]
 
 
 def flag(name: str, value: int | str) -> str:

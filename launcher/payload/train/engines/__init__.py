@@ -2,7 +2,7 @@
 
 Every engine offers the same small surface to the loop:
 ``train_step(step) -> loss``, ``save(dir, step)``, ``load(dir) -> step``, ``digest()``, ``lr()``; every engine
-module (named by the engine registry) offers ``connect``, ``shape``, ``resumable`` and ``create``
+module (named by the engine registry) offers ``connect``, ``shape``, ``at_world``, ``resumable`` and ``create``
 (:class:`EngineModule`).
 """
 
@@ -62,6 +62,7 @@ class EngineModule(Protocol):
 
     def connect(self, rt: Runtime) -> Comm: ...
     def shape(self, config: dict) -> TrainShape: ...
+    def at_world(self, config: dict, world_size: int) -> dict: ...
     def resumable(self, config: dict, checkpoint: Path, saved: Saved | None, rt: Runtime, comm: Comm) -> dict: ...
     def create(self, config: dict, model: torch.nn.Module, context) -> Engine: ...
 
@@ -72,6 +73,25 @@ def load(name: str) -> tuple[EngineSpec, EngineModule]:
     if spec.payload is None:
         raise SystemExit(f"launchdeck: error: engine '{name}' has no payload; run your own script")
     return spec, spec.load("payload")
+
+
+def accum_for(global_batch: int, micro_batch: int, data_parallel: int) -> int:
+    """grad_accum that keeps ``global_batch`` at ``data_parallel`` ranks (an elastic restart changed the world)."""
+    per_step = micro_batch * data_parallel
+    if global_batch % per_step:
+        raise SystemExit(f"launchdeck: error: the global batch {global_batch} cannot be kept at data-parallel size "
+                         f"{data_parallel}: it is not divisible by micro batch {micro_batch} × {data_parallel}")
+    return global_batch // per_step
+
+
+def training_at_world(config: dict, world_size: int) -> dict:
+    """``at_world`` for the engine-neutral training block (ddp, horovod): every rank holds distinct data."""
+    t = config["training"]
+    if t["world_size"] == world_size:
+        return config
+    accum = accum_for(t["global_batch"], t["micro_batch"], world_size)
+    return {**config, "training": {**t, "grad_accum": accum, "world_size": world_size,
+                                   "data_parallel_size": world_size}}
 
 
 def loads_anywhere(config: dict, *_: object) -> dict:

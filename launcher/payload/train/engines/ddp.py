@@ -12,7 +12,7 @@ from ..comm import Comm, TorchComm
 from ..pipeline_model import lm_loss
 from ..runtime import Runtime
 from ..schedule import lr_factor
-from . import loads_anywhere, params_digest, training_shape
+from . import loads_anywhere, params_digest, training_at_world, training_shape
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
 
@@ -97,4 +97,5 @@ def _optimizer(o: dict, params, cuda: bool) -> torch.optim.Optimizer:
 
 shape = training_shape  # the engine-neutral training block
 resumable = loads_anywhere  # rank 0 saves the whole state
+at_world = training_at_world
 create = DDPEngine

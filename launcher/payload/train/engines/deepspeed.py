@@ -18,7 +18,7 @@ from ..comm import Comm, TorchComm
 from ..pipeline_model import lm_loss
 from ..resume import UNIVERSAL, Saved, to_universal
 from ..runtime import Runtime
-from . import TrainShape, params_digest
+from . import TrainShape, accum_for, params_digest
 
 TAG = "state"
 
@@ -32,6 +32,16 @@ def shape(config: dict) -> TrainShape:
     """DeepSpeed's own JSON: its batch keys, and recompute where the config asks for it."""
     return TrainShape(config["train_micro_batch_size_per_gpu"], config["train_batch_size"],
                       "activation_checkpointing" in config)
+
+
+def at_world(config: dict, world_size: int) -> dict:
+    """The config at ``world_size`` ranks (an elastic restart changed it): the same global batch, grad_accum
+    solved again; DeepSpeed itself checks the three batch keys against the world it finds."""
+    data_parallel = world_size // config.get("pipeline", {}).get("stages", 1)
+    micro, wanted = config["train_micro_batch_size_per_gpu"], config["train_batch_size"]
+    if micro * config["gradient_accumulation_steps"] * data_parallel == wanted:
+        return config
+    return {**config, "gradient_accumulation_steps": accum_for(wanted, micro, data_parallel)}
 
 
 def resumable(config: dict, checkpoint: Path, saved: Saved | None, rt: Runtime, comm: Comm) -> dict:

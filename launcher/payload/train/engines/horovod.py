@@ -11,7 +11,7 @@ from ..comm import Comm, HorovodComm
 from ..pipeline_model import lm_loss
 from ..runtime import Runtime
 from ..schedule import lr_factor
-from . import loads_anywhere, params_digest, training_shape
+from . import loads_anywhere, params_digest, training_at_world, training_shape
 from .ddp import _DTYPES, _optimizer
 
 
@@ -92,4 +92,5 @@ class HorovodEngine:
 
 shape = training_shape  # the engine-neutral training block
 resumable = loads_anywhere  # rank 0 saves the whole state
+at_world = training_at_world
 create = HorovodEngine

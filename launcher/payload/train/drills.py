@@ -1,0 +1,62 @@
+"""Fault drills: make one rank fail on purpose, so restarts, stall detection and teardown can be seen working.
+
+``--crash-at RANK:STEP`` exits with code 17 before STEP; ``--crash-at RANK:STEP:save`` exits in the middle of
+the checkpoint of STEP (its part written, the checkpoint not yet complete); ``--stall-at RANK:STEP`` blocks
+before STEP, alive and runnable, so the others wait in the next collective.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+
+CRASH_EXIT_CODE = 17
+
+
+@dataclass(frozen=True)
+class Drills:
+    """This rank's fault drills: the step to exit before, the checkpoint to exit in, the step to block before."""
+
+    rank: int
+    crash_before: int | None = None
+    crash_in_save: int | None = None
+    stall_before: int | None = None
+
+    @classmethod
+    def parse(cls, rank: int, crash_at: str | None, stall_at: str | None) -> Drills:
+        crash, stall = _mine(rank, crash_at), _mine(rank, stall_at)
+        in_save = crash is not None and crash[1] == "save"
+        return cls(rank, None if crash is None or in_save else crash[0], crash[0] if in_save else None,
+                   None if stall is None else stall[0])
+
+    def before_step(self, step: int) -> None:
+        """Called before step ``step`` (from 1)."""
+        if step == self.crash_before:
+            _exit(f"fault drill: rank {self.rank} exits with {CRASH_EXIT_CODE} before step {step}")
+        if step == self.stall_before:
+            print(f"fault drill: rank {self.rank} blocks before step {step}", flush=True)
+            stall_drill()
+
+    def saving(self, step: int) -> None:
+        """Called once this rank has written its part of the checkpoint of ``step``."""
+        if step == self.crash_in_save:
+            _exit(f"fault drill: rank {self.rank} exits with {CRASH_EXIT_CODE} while saving step {step}")
+
+
+def stall_drill() -> None:
+    """Block forever, alive and runnable (not stopped): the other ranks wait in the next collective."""
+    threading.Event().wait()
+
+
+def _mine(rank: int, text: str | None) -> tuple[int, str] | None:
+    """``RANK:STEP[:save]`` (checked by the launcher) as (STEP, phase) when it names this rank."""
+    if not text:
+        return None
+    parts = text.split(":")
+    return (int(parts[1]), parts[2] if len(parts) > 2 else "step") if int(parts[0]) == rank else None
+
+
+def _exit(line: str) -> None:
+    print(line, flush=True)
+    os._exit(CRASH_EXIT_CODE)
