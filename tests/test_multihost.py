@@ -190,3 +190,37 @@ def test_hostile_env_values_reach_remote_ranks_verbatim(cluster, tmp_path, trans
         seen = json.loads((tmp_path / "run" / f"env-{rank}.json").read_text())
         assert [seen[f"HOSTILE_{i}"] for i in range(len(values))] == values
     assert not pwned.exists()
+
+
+def test_a_lost_host_is_left_out_and_training_goes_on_at_the_smaller_size(cluster, tmp_path):
+    """--min-nodes 1: host 2 dies whole (every process in it, sshd too); the restart runs on host 1 alone at world
+    2 with the same global batch, from a universal checkpoint of the ZeRO-2 state saved at world 4."""
+    from .netns_cluster import _kill_netns_processes
+
+    run_dir = tmp_path / "run"
+    args = ["launch", "zero2", "--steps", "30", "--save-every", "5", "--max-restarts", "1", "--min-nodes", "1",
+            "--heartbeat-timeout", "3", "--set", "training.log_interval=1",
+            *cluster_args(cluster, tmp_path, "ssh", slots=2)]
+    proc = start(*args, cwd=tmp_path, log=tmp_path / "launcher.out", env=cluster.env())
+    past_checkpoint = lambda: (p := progress.read(run_dir / "progress", 0)) and p.done >= 7  # noqa: E731
+    assert wait_for(past_checkpoint, 240, 0.05), _text(tmp_path / "launcher.out")[-3000:]
+    host1, host2 = cluster.hosts
+    struck = time.time()
+    _kill_netns_processes(host2.netns)
+    stepped = lambda: (p := progress.read(run_dir / "progress", 0)) and p.t > struck and p.done >= 1  # noqa: E731
+    assert wait_for(stepped, 300, 0.05), _text(tmp_path / "launcher.out")[-4000:]
+    first_step_s = time.time() - struck  # to the first step the restarted job finished
+    assert proc.wait(timeout=300) == 0, _text(tmp_path / "launcher.out")[-4000:]
+    first, second = json.loads((run_dir / "outcome.json").read_text())["attempts"]
+    assert first["world_size"] == 4 and second["world_size"] == 2 and second["hosts"] == [host1.ip]
+    assert second["global_batch"] == first["global_batch"] and second["resumed_from_step"] >= 5
+    assert host2.ip in second["left_out"]
+    r = result(run_dir)
+    assert r["world_size"] == 2 and set(r["rank_hosts"]) == {host1.name} and r["steps"] == 30
+    assert json.loads((run_dir / "config.json").read_text())["gradient_accumulation_steps"] == 2
+    rank0 = _text(run_dir / "logs" / "rank0.log")
+    assert "loading it as a DeepSpeed universal checkpoint" in rank0 and "saved at world size 4, now 2" in rank0
+    assert all(math.isfinite(x) for x in r["losses"])
+    assert not job_pids(cluster, host1, run_dir)
+    print(f"host 2 killed: attempt 2 on {host1.ip} at world 2 resumed from step {second['resumed_from_step']}; "
+          f"from the kill to its first step {first_step_s:.1f} s")
