@@ -133,3 +133,20 @@ def test_throughput_counts_training_steps_only_and_progress_lines_their_window(c
     rates = [line.split("tok/s ")[1].split()[0] for line in capsys.readouterr().out.splitlines()]
     # lines after steps 1, 3, 6 and 7: windows [5], [3, 0.5], [0.5, 0.5, 0.25], [0.25]
     assert rates == ["20", "57", "240", "400"]
+
+
+def test_a_config_run_at_another_world_size_keeps_its_global_batch():
+    """An elastic restart may find fewer ranks than the config was rendered for: grad_accum is solved again."""
+    from launcher.payload.train.engines import deepspeed, training_at_world
+
+    ddp = {"training": {"world_size": 4, "data_parallel_size": 4, "micro_batch": 2, "grad_accum": 1,
+                        "global_batch": 8}}
+    assert training_at_world(ddp, 4) is ddp
+    assert training_at_world(ddp, 2)["training"] == {"world_size": 2, "data_parallel_size": 2, "micro_batch": 2,
+                                                     "grad_accum": 2, "global_batch": 8}
+    with pytest.raises(SystemExit, match="global batch 8 cannot be kept at data-parallel size 3"):
+        training_at_world(ddp, 3)
+    ds = {"train_batch_size": 16, "train_micro_batch_size_per_gpu": 2, "gradient_accumulation_steps": 2}
+    assert deepspeed.at_world(ds, 4) is ds and deepspeed.at_world(ds, 1)["gradient_accumulation_steps"] == 8
+    piped = {**ds, "pipeline": {"stages": 2}}
+    assert deepspeed.at_world(piped, 2)["gradient_accumulation_steps"] == 8  # one data-parallel replica

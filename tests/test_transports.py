@@ -133,6 +133,23 @@ def test_a_launcher_missing_here_is_one_clear_error(tmp_path, hostfile, monkeypa
         preflight.check_runnable(plan)
 
 
+def test_per_node_torchrun_with_restarts_is_elastic_as_torchrun_itself_reads_it(tmp_path, hostfile):
+    """--max-restarts on the per-node plan (Kubernetes, a scheduler): c10d, --nnodes MIN:MAX, torchrun's own
+    restarts, and a payload that resumes from the run's checkpoint by itself. Read back by torchrun's parser."""
+    from torch.distributed.run import config_from_args, get_args_parser
+
+    plan = plan_for(tmp_path, hostfile, "torchrun", max_restarts=3, min_nodes=1, save_every=5)
+    for node in plan.nodes:
+        args = get_args_parser().parse_args(node.argv[node.argv.index("torch.distributed.run") + 1:])
+        config, _, script_args = config_from_args(args)
+        assert (config.min_nodes, config.max_nodes, config.max_restarts) == (1, 2, 3)
+        assert config.rdzv_backend == "c10d" and config.rdzv_endpoint == f"node-a:{plan.master_port}"
+        assert config.run_id == "run" and "--auto-resume" in script_args
+        assert not any(arg.startswith("--node-rank") for arg in node.argv)  # c10d assigns node ranks
+    static = plan_for(tmp_path, hostfile, "ssh", max_restarts=3, save_every=5)  # launchdeck owns the restarts
+    assert all("--max-restarts=0" in node.argv and "--nnodes=2" in node.argv for node in static.nodes)
+
+
 def test_per_node_torchrun_lines_are_printed_not_run(tmp_path, hostfile):
     preflight.check_runnable(plan_for(tmp_path, hostfile, "ssh"))
     with pytest.raises(LaunchdeckError, match="only prints the line each node runs; add --dry-run"):
