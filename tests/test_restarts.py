@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -17,6 +18,9 @@ import pytest
 
 from launcher import entrypoints
 from launcher.node import processes, progress, rankenv
+from launcher.plan.prepare import prepare
+from launcher.plan.request import LaunchRequest
+from launcher.run import record
 
 from .launching import launchdeck, processes_of, result, start, wait_for
 
@@ -135,3 +139,36 @@ def test_ctrl_c_is_never_restarted(tmp_path):
     (only,) = _attempts(run_dir)
     assert only["restart"] == "not restarted: interrupted"
     assert not (run_dir / "logs" / "attempt-1").exists()
+
+
+@pytest.mark.slow
+def test_the_elastic_per_node_torchrun_lines_restart_and_resume_by_themselves(tmp_path, uninterrupted):
+    """What a scheduler without ssh runs (--launcher torchrun --max-restarts): each node's printed line, run as
+    it is, two nodes on this machine. Rank 1 crashes; torchrun restarts both worker groups through c10d and
+    the payload resumes from the run's checkpoint by itself, ending where an uninterrupted run ends."""
+    hosts = tmp_path / "hosts"
+    hosts.write_text("localhost slots=1\n127.0.0.1 slots=1\n")
+    run_dir = tmp_path / "run"
+    request = LaunchRequest("ddp", overrides=("training.precision=fp32", "training.log_interval=1"), cpu=True,
+                            steps=int(STEPS), save_every=int(SAVE_EVERY), hostfile=str(hosts), launcher="torchrun",
+                            max_restarts=1, run_dir=str(run_dir), crash_at="1:8")
+    prepared = prepare(request)
+    record.create(run_dir)
+    record.write_inputs(prepared.plan, prepared.rendered)  # what `launchdeck render` gives a scheduler
+    outputs = [open(tmp_path / f"node{index}.out", "w") for index in range(2)]  # noqa: SIM115 (closed below)
+    nodes = [subprocess.Popen(node.argv, cwd=node.cwd, env={**os.environ, **node.env}, stdout=out,
+                              stderr=subprocess.STDOUT, start_new_session=True)
+             for node, out in zip(prepared.plan.nodes, outputs, strict=True)]
+    try:
+        codes = [node.wait(timeout=240) for node in nodes]
+        assert codes == [0, 0], "".join((tmp_path / f"node{i}.out").read_text()[-3000:] for i in range(2))
+    finally:
+        for node, out in zip(nodes, outputs, strict=True):
+            node.kill()
+            out.close()
+    restarted = result(run_dir)
+    assert restarted["start_step"] == 5 and restarted["world_size"] == 2
+    assert "exits with 17 before step 8" in (run_dir / "logs" / "rank1.log").read_text()
+    restarted_logs = (path.read_text() for path in (run_dir / "logs").glob("restart-*/rank0.log"))
+    assert any("resumed from" in text for text in restarted_logs)  # restart-K: K counts per agent (torch's own)
+    _same_training(restarted, uninterrupted("ddp"), exact=True)
