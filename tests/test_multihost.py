@@ -192,6 +192,23 @@ def test_hostile_env_values_reach_remote_ranks_verbatim(cluster, tmp_path, trans
     assert not pwned.exists()
 
 
+@pytest.mark.parametrize("transport, strategy", [("pdsh", "zero3"), ("horovodrun", "horovod")])
+def test_a_rank_lost_on_host_2_restarts_the_job_on_both_hosts_from_its_checkpoint(cluster, tmp_path, transport,
+                                                                                  strategy):
+    run_dir = tmp_path / "run"
+    done = launchdeck("launch", strategy, "--steps", "12", "--save-every", "5", "--max-restarts", "1",
+                      "--crash-at", "3:8", *cluster_args(cluster, tmp_path, transport, slots=2), cwd=tmp_path,
+                      env=cluster.env())
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    first, second = json.loads((run_dir / "outcome.json").read_text())["attempts"]
+    host1, host2 = cluster.hosts
+    assert (first["failure"]["rank"], first["failure"]["host"], first["failure"]["exit_code"]) == (3, host2.ip, 17)
+    assert second["resumed_from_step"] == 5 and second["hosts"] == first["hosts"]
+    r = result(run_dir)
+    assert (r["start_step"], r["world_size"], sorted(set(r["rank_hosts"]))) == (5, 4, [h.name for h in cluster.hosts])
+    assert not any(job_pids(cluster, h, run_dir) for h in cluster.hosts)
+
+
 def test_a_lost_host_is_left_out_and_training_goes_on_at_the_smaller_size(cluster, tmp_path):
     """--min-nodes 1: host 2 dies whole (every process in it, sshd too); the restart runs on host 1 alone at world
     2 with the same global batch, from a universal checkpoint of the ZeRO-2 state saved at world 4."""

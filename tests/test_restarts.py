@@ -172,3 +172,15 @@ def test_the_elastic_per_node_torchrun_lines_restart_and_resume_by_themselves(tm
     restarted_logs = (path.read_text() for path in (run_dir / "logs").glob("restart-*/rank0.log"))
     assert any("resumed from" in text for text in restarted_logs)  # restart-K: K counts per agent (torch's own)
     _same_training(restarted, uninterrupted("ddp"), exact=True)
+
+
+@pytest.mark.slow
+def test_a_stalled_job_is_restarted_with_its_stacks_kept(tmp_path):
+    run_dir = tmp_path / "run"
+    done = launchdeck("launch", "ddp", *COMMON, "--max-restarts", "1", "--stall-at", "1:8", "--stall-timeout", "3",
+                      "--run-dir", str(run_dir), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    first, second = _attempts(run_dir)
+    assert first["failure"]["reason"].startswith("stalled: ") and second["resumed_from_step"] == 5
+    assert "stall_drill" in (run_dir / "logs" / "attempt-1" / "stall" / "rank1.txt").read_text()
+    assert result(run_dir)["steps"] == int(STEPS)
