@@ -144,6 +144,9 @@ CASES = [
     ("min-nodes-above-hostfile", ["launch", "ddp", "--cpu", "--hostfile", "{tmp}/h", "--min-nodes", "3",
                                   "--max-restarts", "1", "--save-every", "5", "--dry-run"],
      {"h": "a slots=1\nb slots=1\n"}, "--min-nodes 3 but the job has 2 node(s)"),
+    ("hostfile-since-not-a-run", ["hostfile", "check", "{tmp}/h", "--since", "{tmp}/d"], {"h": "a slots=1\n",
+                                                                                        "d/x": "x"},
+     "d: no readable plan.json there (a launchdeck run directory?)"),
     ("hostfile-superscript-slots", ["hostfile", "check", "{tmp}/h"], {"h": "a slots=²\n"},  # found by fuzzing
      "slots must be a whole number, got '²'"),
     ("tune-superscript-batch", ["tune", "--strategies", "ddp", "--micro-batch", "1,²"], {},

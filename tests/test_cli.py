@@ -90,3 +90,17 @@ def test_fast_paths_import_no_torch(argv):
              "'numpy', 'pydantic'})\nassert not heavy, heavy")
     done = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+def test_hostfile_check_since_a_run_says_which_hosts_rejoin_and_which_are_gone(cli, tmp_path):
+    """What a --min-nodes restart would see: the run's last plan against the hostfile as it is now."""
+    (tmp_path / "before").write_text("node-a slots=2\nnode-b slots=2\nnode-c slots=2\n")
+    plan = cli("launch", "ddp", "--cpu", "--hostfile", str(tmp_path / "before"), "--run-dir", str(tmp_path / "run"),
+               "--dry-run", "--json")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "plan.json").write_text(plan.stdout)
+    (tmp_path / "now").write_text("node-a slots=2\nnode-c slots=1\nnode-d slots=2\n")
+    done = cli("hostfile", "check", str(tmp_path / "now"), "--since", str(tmp_path / "run"), "--json")
+    assert json.loads(done.stdout)["since"] == {"added": ["node-d"], "gone": ["node-b"], "resized": {"node-c": [2, 1]}}
+    text = cli("hostfile", "check", str(tmp_path / "now"), "--since", str(tmp_path / "run")).stdout
+    assert text.endswith("added node-d; gone node-b; slots changed node-c 2→1\n")

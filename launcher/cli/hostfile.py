@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
 from ..cluster import hosts, schedulers
+from ..errors import LaunchdeckError
 from ..files import write_atomic
 
 FORMAT = click.option("--format", "fmt", type=click.Choice(hosts.FORMATS), default="deepspeed", show_default=True,
@@ -84,18 +86,37 @@ def convert(path: str, fmt: str, output: str | None) -> None:
 @click.argument("path")
 @click.option("--include", help="DeepSpeed syntax: host[:slot,slot]@host… (only these).")
 @click.option("--exclude", help="DeepSpeed syntax: host[:slot,slot]@host… (all but these).")
-@click.option("--json", "as_json", is_flag=True, help='Print only {"hosts": {name: [slot, …]}, "world_size": N}.')
-def check(path: str, include: str | None, exclude: str | None, as_json: bool) -> None:
+@click.option("--since", metavar="RUN_DIR", type=click.Path(exists=True, file_okay=False),
+              help="Also say what changed since that run's last attempt (its plan.json): hosts added, gone, resized "
+                   "— what a --min-nodes restart would rejoin or leave out.")
+@click.option("--json", "as_json", is_flag=True, help='Print only {"hosts": {name: [slot, …]}, "world_size": N} '
+              '(and "since").')
+def check(path: str, include: str | None, exclude: str | None, since: str | None, as_json: bool) -> None:
     """Parse and validate PATH, apply filters, print hosts, slots and world size.
 
     Example: launchdeck hostfile check hostfile --include node1@node3:0,1
     """
     active = hosts.apply_filters(hosts.resources(hosts.read(path)), include, exclude)
     size = hosts.world_size(active)
+    changed = hosts.changes(_run_hosts(since), {h: len(s) for h, s in active.items()}) if since else None
     if as_json:
-        click.echo(json.dumps({"hosts": active, "world_size": size}))
+        click.echo(json.dumps({"hosts": active, "world_size": size, **({"since": changed} if since else {})}))
         return
     width = max(len(h) for h in active)
     for name, slots in active.items():
         click.echo(f"{name:<{width}}  slots {','.join(map(str, slots))}")
     click.echo(f"{len(active)} host(s), world size {size}")
+    if changed is not None:
+        resized = [f"{h} {old}→{new}" for h, (old, new) in changed["resized"].items()]
+        click.echo(f"since {since}: added {', '.join(changed['added']) or 'none'}; gone "
+                   f"{', '.join(changed['gone']) or 'none'}; slots changed {', '.join(resized) or 'none'}")
+
+
+def _run_hosts(run_dir: str) -> dict[str, int]:
+    """host → ranks in a run's plan.json (its last attempt)."""
+    path = Path(run_dir) / "plan.json"
+    try:
+        nodes = json.loads(path.read_text())["nodes"]
+        return {node["host"]: len(node["ranks"]) for node in nodes}
+    except (OSError, ValueError, KeyError, TypeError):
+        raise LaunchdeckError(f"--since {run_dir}: no readable plan.json there (a launchdeck run directory?)") from None

@@ -113,6 +113,12 @@ def world_size(resources: dict[str, list[int]]) -> int:
     return sum(len(slots) for slots in resources.values())
 
 
+def changes(before: dict[str, int], after: dict[str, int]) -> dict[str, object]:
+    """What differs between two sets of hosts (host → ranks): added, gone, and those whose slots changed."""
+    return {"added": [h for h in after if h not in before], "gone": [h for h in before if h not in after],
+            "resized": {h: [before[h], after[h]] for h in after if h in before and before[h] != after[h]}}
+
+
 def resources(hosts: Iterable[Host]) -> dict[str, list[int]]:
     """host → its slot indices, the shape DeepSpeed's include/exclude filters act on."""
     return {h.name: list(range(h.slots)) for h in hosts}
