@@ -92,7 +92,8 @@ def convert(path: str, fmt: str, output: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help='Print only {"hosts": {name: [slot, …]}, "world_size": N} '
               '(and "since").')
 def check(path: str, include: str | None, exclude: str | None, since: str | None, as_json: bool) -> None:
-    """Parse and validate PATH, apply filters, print hosts, slots and world size.
+    """Parse and validate PATH, apply filters, print hosts, slots and world size (--since RUN_DIR: and what
+    changed since that run's last attempt).
 
     Example: launchdeck hostfile check hostfile --include node1@node3:0,1
     """

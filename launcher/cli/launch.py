@@ -49,7 +49,8 @@ from .options import cluster_options, overrides_from, strategy_overrides
                    "attempt is kept (logs/attempt-K/, outcome.json 'attempts').  [env: LAUNCHDECK_MAX_RESTARTS]")
 @click.option("--min-nodes", type=click.IntRange(min=1), help="With --max-restarts and a hostfile: restart without "
               "the nodes that were lost or fail preflight, while at least M remain (the hostfile is read again, so "
-              "a node that is back rejoins); the global batch stays, grad_accum is solved again.")
+              "a node that is back rejoins); the global batch stays, grad_accum is solved again. With --launcher "
+              "torchrun: the fewest nodes its c10d rendezvous goes on with.")
 @click.option("--no-preflight", is_flag=True, help="Across hosts: skip the per-host checks (ssh, versions, GPUs, "
               "port) that run before anything starts.")
 @click.option("--check", is_flag=True, help="With --dry-run: also check the config with DeepSpeed's parser.")

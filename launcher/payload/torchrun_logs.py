@@ -22,17 +22,15 @@ class RankLogsSpecs(LogsSpecs):
             raise ValueError("launchdeck logs need --log-dir")
         os.makedirs(log_dir, exist_ok=True)
         super().__init__(log_dir, redirects, tee, local_ranks_filter)
-        self._starts = 0
 
     @property
     def root_log_dir(self) -> str:
         return str(self._root_log_dir)
 
     def reify(self, envs: dict[int, dict[str, str]]) -> LogsDest:
-        tee, dest, directory = to_map(self._tee, len(envs)), LogsDest(), self._directory()
-        self._starts += 1  # reify runs once per start of this node's worker group
+        tee, dest = to_map(self._tee, len(envs)), LogsDest()
         for local_rank, env in envs.items():
-            base = os.path.join(directory, f"rank{env.get('RANK', local_rank)}")
+            base = self._base(env.get("RANK", str(local_rank)))
             dest.stdouts[local_rank], dest.stderrs[local_rank] = f"{base}.log", f"{base}.err.log"
             dest.error_files[local_rank] = env["TORCHELASTIC_ERROR_FILE"] = f"{base}.error.json"
             if self._local_ranks_filter and local_rank not in self._local_ranks_filter:
@@ -43,11 +41,13 @@ class RankLogsSpecs(LogsSpecs):
                 dest.tee_stderrs[local_rank] = f"{base}.err.log"
         return dest
 
-    def _directory(self) -> str:
-        """The log directory, or ``restart-K/`` in it for this agent's K-th restart of its worker group. Counted
-        here: TORCHELASTIC_RESTART_COUNT stays 0 on a node whose group restarts for a peer's failure."""
-        if not self._starts:
-            return self.root_log_dir
-        directory = os.path.join(self.root_log_dir, f"restart-{self._starts}")
+    def _base(self, rank: str) -> str:
+        """``rank{R}`` in the log directory, or in the first ``restart-K/`` that has no log of this rank yet:
+        each later start of a worker group (torchrun's restarts, or a node its scheduler restarted) keeps
+        the logs of the ones before it."""
+        directory, restarts = self.root_log_dir, 0
+        while os.path.exists(os.path.join(directory, f"rank{rank}.log")):
+            restarts += 1
+            directory = os.path.join(self.root_log_dir, f"restart-{restarts}")
         os.makedirs(directory, exist_ok=True)
-        return directory
+        return os.path.join(directory, f"rank{rank}")

@@ -7,6 +7,7 @@ accelerator is chosen here (GPUs visible and not ``--cpu`` → one rank per GPU 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import time
@@ -15,10 +16,11 @@ from pathlib import Path
 
 from .. import corpus, entrypoints
 from ..cluster import hosts, schedulers
-from ..errors import LaunchdeckError
+from ..errors import LaunchdeckError, RenderError
 from ..node import extensions, progress
 from ..node.probe import cpu_threads, visible_gpus
 from ..render import Cluster, RenderedConfig, render
+from ..render.batch import data_parallel_size, solve
 from ..spec import engines
 from ..spec.catalog import load_strategy
 from ..spec.strategy import Strategy
@@ -58,7 +60,7 @@ def prepare(req: LaunchRequest) -> Prepared:
     """Decide ranks and accelerator, render the strategy, and plan the transport."""
     transport = transport_of(req)
     shape = _local_shape(req) if transport == "local" else _cluster_shape(req, transport)
-    check_restarts(req, len(shape.slots), shape.here)
+    check_restarts(req, len(shape.slots), transport)
     strategy, notices = _strategy(req, shape.cpu)
     spec = engines.get(strategy.engine)
     if transport == "local" and spec.local_launcher != "torchrun":
@@ -66,6 +68,8 @@ def prepare(req: LaunchRequest) -> Prepared:
     per_node = max(len(s) for s in shape.slots.values())
     rendered = render(strategy, Cluster(shape.world_size, per_node, "cpu" if shape.cpu else "gpu"))
     run_dir = (Path(req.run_dir) if req.run_dir else new_run_dir(req.runs_root, strategy.name)).absolute()
+    if req.min_nodes is not None:
+        check_shrinking(rendered, req.min_nodes, shape.slots)
     ctx = _context(req, transport, shape, rendered, str(run_dir))
     return Prepared(rendered, planner(transport)(ctx), notices)
 
@@ -100,8 +104,8 @@ def _cluster_shape(req: LaunchRequest, transport: str) -> _Shape:
     return _Shape({h.name: h.slots for h in found}, slots, cpu=req.cpu, here=False)
 
 
-def check_restarts(req: LaunchRequest, nodes: int, here: bool) -> None:
-    """--max-restarts resumes the payload from a checkpoint; --min-nodes leaves nodes of a cluster out."""
+def check_restarts(req: LaunchRequest, nodes: int, transport: str) -> None:
+    """--max-restarts resumes the payload from a checkpoint; --min-nodes leaves nodes of a hostfile out."""
     if req.max_restarts and not req.script and not req.save_every:
         raise LaunchdeckError("--max-restarts needs --save-every K: a restart resumes from this run's latest "
                               "complete checkpoint")
@@ -109,11 +113,32 @@ def check_restarts(req: LaunchRequest, nodes: int, here: bool) -> None:
         return
     if not req.max_restarts:
         raise LaunchdeckError("--min-nodes says where a restart may run; add --max-restarts N")
-    if here:
-        raise LaunchdeckError("--min-nodes leaves nodes of a cluster out; it needs --hostfile (or Slurm)")
+    if not req.hostfile:
+        raise LaunchdeckError("--min-nodes leaves nodes of a hostfile out; it needs --hostfile (Slurm places a "
+                              "job on the nodes of its allocation itself)")
+    if req.include:
+        raise LaunchdeckError("--min-nodes leaves nodes out with --exclude; give the hosts to avoid with "
+                              "--exclude instead of --include")
     if req.min_nodes > nodes:
         raise LaunchdeckError(f"--min-nodes {req.min_nodes} but the job has {nodes} node(s) (after "
                               "--include/--exclude)")
+
+
+def check_shrinking(rendered: RenderedConfig, min_nodes: int, slots: dict[str, list[int]]) -> None:
+    """The global batch can be kept at every node count from ``min_nodes`` up (nodes of equal size: with
+    unequal ones it depends on which are left, and a restart refuses the one that cannot in one line)."""
+    sizes = {len(s) for s in slots.values()}
+    if len(sizes) != 1:
+        return
+    per_node, wanted = sizes.pop(), rendered.global_batch
+    training = dataclasses.replace(rendered.strategy.training, global_batch=wanted, grad_accum=None)
+    stages = rendered.strategy.pipeline.stages if rendered.strategy.pipeline else 1
+    for nodes in range(min_nodes, len(slots)):
+        try:
+            solve(training, data_parallel_size(nodes * per_node, stages))
+        except RenderError as exc:
+            raise LaunchdeckError(f"--min-nodes {min_nodes}: at {nodes} node(s) the global batch {wanted} cannot "
+                                  f"be kept: {exc}") from None
 
 
 def _strategy(req: LaunchRequest, cpu: bool) -> tuple[Strategy, list[str]]:
@@ -168,6 +193,8 @@ def rank_command(req: LaunchRequest, rendered: RenderedConfig, run_dir: str, con
     s, spec = rendered.strategy, engines.get(rendered.engine)
     env = {"LAUNCHDECK_CONFIG": config_path, "LAUNCHDECK_ENGINE": s.engine, "LAUNCHDECK_STRATEGY": s.name,
            "LAUNCHDECK_RUN_DIR": run_dir}
+    if req.max_restarts:  # a restart's own number comes with --env (launcher.run.restarts)
+        env["LAUNCHDECK_ATTEMPT"] = "1"
     if req.stall_timeout != 0:  # where ranks keep their progress records (launcher.node.progress)
         env[progress.ENV] = str(Path(run_dir) / "progress")
     if cpu:

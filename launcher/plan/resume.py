@@ -2,24 +2,39 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from ..errors import LaunchdeckError
 
 
+def _latest(path: Path) -> Path | None:
+    """The ``latest`` pointer of a checkpoint directory, or of a run directory's ``checkpoints/``."""
+    for candidate in (path, path / "checkpoints"):
+        if (candidate / "latest").is_file():
+            return candidate / "latest"
+    return None
+
+
 def has_checkpoint(path: Path) -> bool:
-    return any((candidate / "latest").is_file() for candidate in (path, path / "checkpoints"))
+    return _latest(path) is not None
 
 
 def checkpoint_step(path: Path) -> int | None:
     """The step of the latest complete checkpoint under ``path`` (a run or checkpoint directory), if any."""
-    for candidate in (path, path / "checkpoints"):
-        pointer = candidate / "latest"
-        if pointer.is_file():
-            name = pointer.read_text().strip()
-            digits = name.removeprefix("step-")
-            return int(digits) if digits.isascii() and digits.isdigit() else None
-    return None
+    pointer = _latest(path)
+    digits = pointer.read_text().strip().removeprefix("step-") if pointer else ""
+    return int(digits) if digits.isascii() and digits.isdigit() else None
+
+
+def checkpoint_meta(path: Path) -> dict | None:
+    """The latest complete checkpoint's ``meta.json`` (step, world and data-parallel size), if it has one."""
+    pointer = _latest(path)
+    meta = pointer.parent / pointer.read_text().strip() / "meta.json" if pointer else None
+    try:
+        return json.loads(meta.read_text()) if meta else None
+    except (OSError, ValueError):
+        return None
 
 
 def find_resume_source(resume: str, runs_root: str, strategy: str) -> Path:

@@ -38,12 +38,13 @@ def launch(request: LaunchRequest, *, check_hosts: bool = True, console: IO[str]
         notify(notice)
     if not request.max_restarts:
         return run(prepared, check_hosts=check_hosts, console=console, notify=notify, time_limit=time_limit)
+    began = time.monotonic()
 
     def attempt(plan: Prepared, number: int) -> Outcome:
-        return run(plan, check_hosts=check_hosts, console=console, notify=notify, time_limit=time_limit,
-                   attempt=number)
+        left = None if time_limit is None else max(0.0, time_limit - (time.monotonic() - began))  # for them all
+        return run(plan, check_hosts=check_hosts, console=console, notify=notify, time_limit=left, attempt=number)
 
-    return restarts.launch(request, prepared, attempt, notify)
+    return restarts.launch(request, prepared, attempt, notify, check_hosts)
 
 
 def run(prepared: Prepared, *, check_hosts: bool = True, console: IO[str] | str | None = None,

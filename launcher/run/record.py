@@ -102,6 +102,15 @@ def archive_attempt(run_dir: Path, number: int) -> Path:
     return kept
 
 
+def restore_inputs(run_dir: Path, number: int) -> None:
+    """A restart refused before it started: the record describes attempt ``number`` again (the refused one
+    had written its own config and plan)."""
+    kept = run_dir / "logs" / f"{ATTEMPT_PREFIX}{number}"
+    for name in ATTEMPT_INPUTS:
+        if (kept / name).is_file():
+            shutil.copy2(kept / name, run_dir / name)
+
+
 def write_inputs(plan: LaunchPlan, rendered: RenderedConfig) -> None:
     """What the job reads, written before it starts: the rendered config and the plan's files (MPI hostfile)."""
     write_atomic(plan.config_path, json.dumps(rendered.config, indent=2) + "\n")

@@ -21,7 +21,7 @@ from pathlib import Path
 from ..errors import CHECKPOINT_EXIT, OUT_OF_MEMORY_EXIT, LaunchdeckError
 from ..plan.prepare import Prepared, prepare
 from ..plan.request import LaunchRequest
-from ..plan.resume import checkpoint_step, has_checkpoint
+from ..plan.resume import checkpoint_meta, checkpoint_step, find_resume_source, has_checkpoint
 from . import preflight, record
 from .execute import Outcome
 from .watch import TIMED_OUT
@@ -48,38 +48,66 @@ class Attempt:
     restart: str = ""  # why it was (or was not) followed by another attempt
 
 
-def launch(request: LaunchRequest, first: Prepared, run_attempt: RunAttempt,
-           notify: Callable[[str], None]) -> Outcome:
-    """Run attempts until one succeeds, one must not be restarted, or the restarts are used up."""
-    run_dir = Path(first.plan.run_dir)
-    prepared, left_out, attempts = first, {}, []
+def launch(request: LaunchRequest, first: Prepared, run_attempt: RunAttempt, notify: Callable[[str], None],
+           check_hosts: bool = True) -> Outcome:
+    """Run attempts until one succeeds, one must not be restarted, or the restarts are used up; then record
+    them all in ``outcome.json``."""
+    attempts: list[Attempt] = []
+    outcome = _run_attempts(_pinned(request, first), first, run_attempt, notify, check_hosts, attempts)
+    final = _final(outcome, attempts)
+    if len(attempts) > 1 or attempts[-1].restart != "succeeded":
+        notify(f"launchdeck: attempt {attempts[-1].number}: {attempts[-1].restart}")
+    for problem in record.finish(Path(first.plan.run_dir), final, failed=bool(final.returncode)):
+        notify(problem)
+    return final
+
+
+def _run_attempts(request: LaunchRequest, first: Prepared, run_attempt: RunAttempt, notify: Callable[[str], None],
+                  check_hosts: bool, attempts: list[Attempt]) -> Outcome:
+    """The attempts, appended to ``attempts`` as they end; returns the last one that ran."""
+    run_dir, prepared, left_out, planned = Path(first.plan.run_dir), first, {}, request
     for number in range(1, request.max_restarts + 2):
-        resumed = checkpoint_step(run_dir) if number > 1 else None
+        resumed = _resumed_step(planned)  # before it runs: it writes checkpoints of its own
         try:
             outcome = run_attempt(prepared, number)
         except LaunchdeckError as exc:  # a restart refused before it started (a host fails preflight)
             if number == 1:
                 raise
+            record.restore_inputs(run_dir, number - 1)
             attempts[-1] = dataclasses.replace(attempts[-1], restart=f"restart refused: {exc}")
-            break
-        attempt = _attempt(number, prepared, outcome, resumed, left_out)
+            return outcome  # the attempt before it
+        attempts.append(_attempt(number, prepared, outcome, resumed, left_out))
         verdict = _verdict(outcome, number, request.max_restarts)
         if verdict is None:
             try:
-                prepared, left_out = _next(request, run_dir, outcome, number)
-            except LaunchdeckError as exc:
+                planned, prepared, left_out = _next(request, run_dir, outcome, number + 1, check_hosts)
+                attempts[-1] = _archived(attempts[-1], record.archive_attempt(run_dir, number))
+            except (LaunchdeckError, OSError) as exc:
                 verdict = f"not restarted: {exc}"
-        attempts.append(dataclasses.replace(attempt, restart=verdict or "restarted"))
+            except KeyboardInterrupt:  # Ctrl-C while the next attempt was being prepared (preflight)
+                verdict = "not restarted: interrupted"
+        attempts[-1] = dataclasses.replace(attempts[-1], restart=verdict or "restarted")
         if verdict is not None:
-            break
-        attempts[-1] = _archived(attempts[-1], record.archive_attempt(run_dir, number))
+            return outcome
         notify(_restart_line(number, request.max_restarts, outcome, run_dir, left_out))
-    if len(attempts) > 1 or attempts[-1].restart != "succeeded":
-        notify(f"launchdeck: attempt {attempts[-1].number}: {attempts[-1].restart}")
-    final = dataclasses.replace(outcome, attempts=[dataclasses.asdict(a) for a in attempts])
-    for problem in record.finish(run_dir, final, failed=bool(final.returncode)):
-        notify(problem)
-    return final
+    return outcome
+
+
+def _pinned(request: LaunchRequest, first: Prepared) -> LaunchRequest:
+    """What every restart keeps: the first attempt's global batch (grad_accum solved again for the world it
+    finds), and the checkpoint it started from (``--resume last`` resolved once)."""
+    strategy = first.rendered.strategy.name
+    resume = str(find_resume_source(request.resume, request.runs_root, strategy)) if request.resume else None
+    kept = (*request.overrides, "training.grad_accum=null", f"training.global_batch={first.rendered.global_batch}")
+    return dataclasses.replace(request, overrides=kept, resume=resume)
+
+
+def _final(outcome: Outcome, attempts: list[Attempt]) -> Outcome:
+    """The last attempt's outcome with every attempt; its failure's logs where they were kept."""
+    failure, kept = outcome.failure, attempts[-1].failure
+    if failure is not None and kept is not None:
+        failure = dataclasses.replace(failure, log_tails=kept["log_tails"])
+    return dataclasses.replace(outcome, failure=failure, attempts=[dataclasses.asdict(a) for a in attempts])
 
 
 def _verdict(outcome: Outcome, number: int, max_restarts: int) -> str | None:
@@ -98,47 +126,57 @@ def _verdict(outcome: Outcome, number: int, max_restarts: int) -> str | None:
     return None
 
 
-def _next(request: LaunchRequest, run_dir: Path, outcome: Outcome, number: int) -> tuple[Prepared, dict[str, str]]:
-    """The next attempt's plan: resumed from this run's checkpoint, drills off, the global batch kept, and
-    with --min-nodes, without the nodes that were lost or fail preflight now."""
-    again = _restart_request(request, run_dir, number + 1)
+def _next(request: LaunchRequest, run_dir: Path, outcome: Outcome, number: int,
+          check_hosts: bool) -> tuple[LaunchRequest, Prepared, dict[str, str]]:
+    """Attempt ``number``'s request and plan: resumed from this run's checkpoint, drills off, and with
+    --min-nodes, without the nodes that were lost or fail preflight now."""
+    again = _restart_request(request, run_dir, number)
     prepared = prepare(again)
     if request.min_nodes is None:
-        return prepared, {}
+        return again, prepared, {}
     left_out = {host: "lost in the last attempt" for host in outcome.lost_hosts}
-    prepared = _without(again, prepared, left_out)
-    if preflight.needs_preflight(prepared.plan):
-        for check in preflight.check_hosts(prepared.plan, cpu=prepared.rendered.cluster.accelerator == "cpu",
+    if check_hosts and preflight.needs_preflight(prepared.plan):
+        candidates = _without(again, prepared, left_out)
+        for check in preflight.check_hosts(candidates.plan, cpu=prepared.rendered.cluster.accelerator == "cpu",
                                            shared=prepared.plan.config_path):
             if not check.ok:
                 left_out[check.host] = "; ".join(check.problems)
-        prepared = _without(again, prepared, left_out)
+    prepared = _without(again, prepared, left_out)
     if len(prepared.plan.nodes) < request.min_nodes:
         raise LaunchdeckError(f"{len(prepared.plan.nodes)} node(s) left, fewer than --min-nodes "
                               f"{request.min_nodes} ({_reasons(left_out)})")
-    return prepared, left_out
+    if prepared.rendered.strategy.pipeline and prepared.rendered.data_parallel_size != _first_dp(run_dir):
+        raise LaunchdeckError("a pipeline's checkpoint resumes only at the data-parallel size it was saved at")
+    return again, prepared, left_out
 
 
 def _restart_request(request: LaunchRequest, run_dir: Path, number: int) -> LaunchRequest:
-    """Attempt ``number``: this run's directory and checkpoint, no drills, the first attempt's global batch."""
+    """Attempt ``number``: this run's directory and checkpoint (else where the first attempt started from), no
+    drills; the node count is checked against --min-nodes here, not by ``prepare``."""
     resume = str(run_dir) if has_checkpoint(run_dir) else request.resume
     return dataclasses.replace(request, run_dir=str(run_dir), resume=resume, crash_at=None, stall_at=None,
-                               env=(*request.env, f"LAUNCHDECK_ATTEMPT={number}"))
+                               min_nodes=None, env=(*request.env, f"LAUNCHDECK_ATTEMPT={number}"))
 
 
 def _without(request: LaunchRequest, prepared: Prepared, left_out: dict[str, str]) -> Prepared:
-    """The plan again without ``left_out``'s hosts, with the global batch it had (grad_accum solved again)."""
+    """``prepared`` (the plan of every host) again without ``left_out``'s hosts."""
     gone = [host for host in left_out if any(node.host == host for node in prepared.plan.nodes)]
     if not gone:
         return prepared
     if len(gone) == len({node.host for node in prepared.plan.nodes}):
         raise LaunchdeckError(f"no node left ({_reasons(left_out)})")
-    if request.include:
-        raise LaunchdeckError("--min-nodes leaves nodes out with --exclude; use --exclude instead of --include")
     exclude = "@".join([*filter(None, [request.exclude]), *gone])
-    batch = prepared.rendered.global_batch
-    kept = (*request.overrides, "training.grad_accum=null", f"training.global_batch={batch}")
-    return prepare(dataclasses.replace(request, exclude=exclude, overrides=kept))
+    return prepare(dataclasses.replace(request, exclude=exclude))
+
+
+def _resumed_step(request: LaunchRequest) -> int | None:
+    return checkpoint_step(Path(request.resume)) if request.resume else None
+
+
+def _first_dp(run_dir: Path) -> int | None:
+    """The data-parallel size of the run's latest checkpoint (its meta.json), if any."""
+    meta = checkpoint_meta(run_dir)
+    return meta.get("data_parallel_size") if meta else None
 
 
 def _attempt(number: int, prepared: Prepared, outcome: Outcome, resumed: int | None,

@@ -6,7 +6,6 @@ import contextlib
 import gc
 import json
 import math
-import os
 import shutil
 import socket
 import time
@@ -67,7 +66,7 @@ def train(args, started: float) -> int:
         print(f"launchdeck: {args.strategy} on {rt.world_size} {rt.device.type} rank(s) ({rt.backend}); model "
               f"{args.model} ({count_parameters(engine.module) / 1e6:.2f} M params), steps {start}→{args.steps}",
               flush=True)
-    drills = Drills.parse(rt.rank, args.crash_at, args.stall_at) if not _restarted() else Drills(rt.rank)
+    drills = Drills.parse(rt.rank, args.crash_at, args.stall_at, args.run_dir)
     reporter = progress.from_env()  # the stall watch's view of this rank
     for step in range(start, args.steps):
         drills.before_step(step + 1)
@@ -128,11 +127,6 @@ def _at_world(module, config: dict, rt: runtime.Runtime) -> dict:
         print(f"launchdeck: world size {rt.world_size}, not the one the config was rendered for: grad_accum "
               "solved again to keep the global batch", flush=True)
     return resized
-
-
-def _restarted() -> bool:
-    """torchrun restarted this worker group (an elastic plan): fault drills fire in the first start only."""
-    return os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") not in ("", "0")
 
 
 def _checkpoint_to_resume(args, own: Path) -> Path | None:

@@ -128,7 +128,8 @@ def python() -> str:
 
 
 def torchrun_argv(ctx: ClusterContext, node_rank: int | str | None, nproc: int) -> list[str]:
-    """``python -m torch.distributed.run …`` for one node: static rendezvous, no restarts, flat per-rank logs.
+    """``python -m torch.distributed.run …`` for one node: static rendezvous and no restarts (launchdeck's own
+    restarts start the job again), or c10d with torchrun's restarts in an elastic plan; flat per-rank logs.
 
     ``node_rank`` may be a word the node's shell or pdsh fills in; None leaves the rendezvous (node count and
     rank, master, restarts) to the environment: torchrun reads ``PET_*`` for every flag not given, as a

@@ -37,7 +37,7 @@ def shape(config: dict) -> TrainShape:
 def at_world(config: dict, world_size: int) -> dict:
     """The config at ``world_size`` ranks (an elastic restart changed it): the same global batch, grad_accum
     solved again; DeepSpeed itself checks the three batch keys against the world it finds."""
-    data_parallel = world_size // config.get("pipeline", {}).get("stages", 1)
+    data_parallel = world_size // _stages(config)
     micro, wanted = config["train_micro_batch_size_per_gpu"], config["train_batch_size"]
     if micro * config["gradient_accumulation_steps"] * data_parallel == wanted:
         return config
@@ -47,9 +47,10 @@ def at_world(config: dict, world_size: int) -> dict:
 def resumable(config: dict, checkpoint: Path, saved: Saved | None, rt: Runtime, comm: Comm) -> dict:
     """The config that loads ``checkpoint`` here: a ZeRO checkpoint saved at another data-parallel size goes
     through DeepSpeed's universal checkpoint (converted once, by rank 0, while the others wait)."""
-    stages = config.get("pipeline", {}).get("stages", 1)
+    stages = _stages(config)
     now = rt.world_size // stages
-    if saved is None or saved.data_parallel_size == now:
+    partitioned = any((checkpoint / TAG).glob("*optim_states.pt"))  # ZeRO 1-3 (stage 0 keeps one full state)
+    if saved is None or saved.data_parallel_size == now or not partitioned:
         return config
     if stages > 1:
         raise SystemExit(f"launchdeck: error: {checkpoint} was saved by a pipeline at data-parallel size "
@@ -60,6 +61,10 @@ def resumable(config: dict, checkpoint: Path, saved: Saved | None, rt: Runtime, 
         to_universal(checkpoint, TAG)
     comm.barrier()
     return {**config, "checkpoint": {**config.get("checkpoint", {}), "load_universal": True}}
+
+
+def _stages(config: dict) -> int:
+    return config.get("pipeline", {}).get("stages", 1)
 
 
 def create(config: dict, model: torch.nn.Module, context) -> DeepSpeedEngine:
