@@ -33,6 +33,18 @@ def test_launch_inside_salloc_trains_on_both_nodes(slurm, tmp_path):
     assert {f"rank{i}.log" for i in range(4)} <= {p.name for p in (run_dir / "logs").iterdir()}
 
 
+def test_a_failed_job_step_is_restarted_in_the_allocation_from_its_checkpoint(slurm, tmp_path):
+    run_dir = tmp_path / "run"
+    done = slurm.run(["salloc", "-N2", "--ntasks-per-node=2", *LAUNCH, "ddp", "--cpu", "--launcher", "slurm",
+                      *RENDEZVOUS, "--steps", "12", "--save-every", "5", "--max-restarts", "1", "--crash-at", "3:8",
+                      "--run-dir", str(run_dir)], timeout=300, check=False, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    first, second = json.loads((run_dir / "outcome.json").read_text())["attempts"]
+    assert (first["failure"]["rank"], first["failure"]["exit_code"]) == (3, 17) and second["resumed_from_step"] == 5
+    assert result(run_dir)["start_step"] == 5 and result(run_dir)["world_size"] == 4
+    assert (run_dir / "logs" / "attempt-1" / "rank3.log").is_file() and not processes_of(run_dir)
+
+
 def test_a_failing_rank_ends_the_step_with_its_own_exit_code(slurm, tmp_path):
     run_dir = tmp_path / "run"
     started = time.monotonic()
