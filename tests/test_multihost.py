@@ -224,8 +224,9 @@ def test_a_lost_host_is_left_out_and_training_goes_on_at_the_smaller_size(cluste
     host1, host2 = cluster.hosts
     struck = time.time()
     _kill_netns_processes(host2.netns)
-    stepped = lambda: (p := progress.read(run_dir / "progress", 0)) and p.t > struck and p.done >= 1  # noqa: E731
-    assert wait_for(stepped, 300, 0.05), _text(tmp_path / "launcher.out")[-4000:]
+    archived = lambda: (run_dir / "logs" / "attempt-1").is_dir()  # noqa: E731 (then progress/ is the restart's)
+    stepped = lambda: (p := progress.read(run_dir / "progress", 0)) and p.done >= 1  # noqa: E731
+    assert wait_for(archived, 300, 0.05) and wait_for(stepped, 300, 0.05), _text(tmp_path / "launcher.out")[-4000:]
     first_step_s = time.time() - struck  # to the first step the restarted job finished
     assert proc.wait(timeout=300) == 0, _text(tmp_path / "launcher.out")[-4000:]
     first, second = json.loads((run_dir / "outcome.json").read_text())["attempts"]

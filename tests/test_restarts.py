@@ -82,8 +82,9 @@ def test_kill_9_of_a_rank_restarts_from_the_checkpoint_and_ends_like_an_uninterr
     assert wait_for(past_the_checkpoint, 240, 0.05), (tmp_path / "out").read_text()[-3000:]
     struck = time.time()
     os.kill(_payload_pid(run_dir, 1), signal.SIGKILL)
-    stepped = lambda: (p := progress.read(run_dir / "progress", 0)) and p.t > struck and p.done >= 1  # noqa: E731
-    assert wait_for(stepped, 240, 0.05), (tmp_path / "out").read_text()[-3000:]
+    archived = lambda: (run_dir / "logs" / "attempt-1").is_dir()  # noqa: E731 (then progress/ is the restart's)
+    stepped = lambda: (p := progress.read(run_dir / "progress", 0)) and p.done >= 1  # noqa: E731
+    assert wait_for(archived, 240, 0.05) and wait_for(stepped, 240, 0.05), (tmp_path / "out").read_text()[-3000:]
     back_s = time.time() - struck  # from the kill to the first step the restarted job finished
     assert proc.wait(timeout=300) == 0, (tmp_path / "out").read_text()[-3000:]
     first, second = _attempts(run_dir)
