@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from launcher import entrypoints
-from launcher.node import processes, progress, rankenv
+from launcher.node import progress
 from launcher.plan.prepare import prepare
 from launcher.plan.request import LaunchRequest
 from launcher.run import record
 
 from .launching import launchdeck, processes_of, result, start, wait_for
+from .trials import rank_pid
 
 STEPS, SAVE_EVERY = "14", "5"
 COMMON = ["--cpu", "--nproc", "2", "--steps", STEPS, "--save-every", SAVE_EVERY, "--set", "training.precision=fp32",
@@ -43,17 +43,6 @@ def uninterrupted(tmp_path_factory):
         return results[strategy]
 
     return get
-
-
-def _payload_pid(run_dir: Path, rank: int) -> int | None:
-    for pid in processes_of(run_dir):
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if entrypoints.PAYLOAD.encode() in argv and rankenv.lookup(processes.environ(pid), "RANK") == rank:
-            return pid
-    return None
 
 
 def _attempts(run_dir: Path) -> list[dict]:
@@ -81,7 +70,7 @@ def test_kill_9_of_a_rank_restarts_from_the_checkpoint_and_ends_like_an_uninterr
     past_the_checkpoint = lambda: (p := progress.read(run_dir / "progress", 1)) and p.done >= 7  # noqa: E731
     assert wait_for(past_the_checkpoint, 240, 0.05), (tmp_path / "out").read_text()[-3000:]
     struck = time.time()
-    os.kill(_payload_pid(run_dir, 1), signal.SIGKILL)
+    os.kill(rank_pid(run_dir, 1), signal.SIGKILL)
     archived = lambda: (run_dir / "logs" / "attempt-1").is_dir()  # noqa: E731 (then progress/ is the restart's)
     stepped = lambda: (p := progress.read(run_dir / "progress", 0)) and p.done >= 1  # noqa: E731
     assert wait_for(archived, 240, 0.05) and wait_for(stepped, 240, 0.05), (tmp_path / "out").read_text()[-3000:]
