@@ -60,7 +60,7 @@ def prepare(req: LaunchRequest) -> Prepared:
     """Decide ranks and accelerator, render the strategy, and plan the transport."""
     transport = transport_of(req)
     shape = _local_shape(req) if transport == "local" else _cluster_shape(req, transport)
-    check_restarts(req, len(shape.slots), transport)
+    check_restarts(req, len(shape.slots))
     strategy, notices = _strategy(req, shape.cpu)
     spec = engines.get(strategy.engine)
     if transport == "local" and spec.local_launcher != "torchrun":
@@ -104,7 +104,7 @@ def _cluster_shape(req: LaunchRequest, transport: str) -> _Shape:
     return _Shape({h.name: h.slots for h in found}, slots, cpu=req.cpu, here=False)
 
 
-def check_restarts(req: LaunchRequest, nodes: int, transport: str) -> None:
+def check_restarts(req: LaunchRequest, nodes: int) -> None:
     """--max-restarts resumes the payload from a checkpoint; --min-nodes leaves nodes of a hostfile out."""
     if req.max_restarts and not req.script and not req.save_every:
         raise LaunchdeckError("--max-restarts needs --save-every K: a restart resumes from this run's latest "
