@@ -157,6 +157,19 @@ CASES = [
      "slots must be a whole number, got '²'"),
     ("tune-superscript-batch", ["tune", "--strategies", "ddp", "--micro-batch", "1,²"], {},
      "--micro-batch '1,²': 'auto' or positive integers"),
+    # --- data prepare, and a token file as --data ---
+    ("prepare-output-exists", ["data", "prepare", "{tmp}/a.txt", "-o", "{tmp}/t.bin"],
+     {"a.txt": "x" * 5000, "t.bin": "mine"}, "t.bin exists; remove it or choose another name"),
+    ("prepare-output-not-bin", ["data", "prepare", "{tmp}/a.txt", "-o", "{tmp}/t.tokens"], {"a.txt": "x" * 5000},
+     "a token file's name ends in .bin"),
+    ("prepare-bad-jsonl", ["data", "prepare", "{tmp}/a.jsonl", "-o", "{tmp}/t.bin"],
+     {"a.jsonl": '{"text": "fine"}\n[1, 2]\n'}, "a.jsonl: line 2 is not a JSON object with a 'text' field"),
+    ("prepare-no-text", ["data", "prepare", "{tmp}/d", "-o", "{tmp}/t.bin"], {"d/x.bin": "x"}, "d: no text files"),
+    ("data-bin-without-index", ["launch", "ddp", "--cpu", "--data", "{tmp}/t.bin", "--dry-run"],
+     {"t.bin": "x" * 5000}, "no readable index t.idx next to it"),
+    ("data-bin-index-mismatch", ["launch", "ddp", "--cpu", "--data", "{tmp}/t.bin", "--dry-run"],
+     {"t.bin": "x" * 5000, "t.idx": b"LDTOKENS" + bytes([1] + [0] * 7) + bytes([0x88, 0x13] + [0] * 6)
+      + bytes([2] + [0] * 7) + bytes(8)}, "5000 bytes, but its index says 5000 tokens in 2 documents"),
     ("unknown-command", ["rendr"], {}, "No such command 'rendr'"),
     ("unknown-option", ["render", "zero1", "-n", "2", "--wrld"], {}, "Did you mean '--world-size'"),
 ]

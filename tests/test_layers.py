@@ -24,12 +24,13 @@ ALLOWED = {
     "cluster": set(),
     "render": {"spec"},
     "estimate": {"spec", "render"},
-    "plan": {"spec", "render", "cluster", "node"},
+    "data": set(),
+    "plan": {"spec", "render", "cluster", "node", "data"},
     "run": {"spec", "render", "cluster", "node", "plan"},
     "tune": {"spec", "render", "estimate", "cluster", "node", "plan", "run"},
     "report": set(),
-    "payload": {"spec", "node"},
-    "cli": {"spec", "render", "estimate", "cluster", "node", "plan", "run", "tune", "report", "payload"},
+    "payload": {"spec", "node", "data"},
+    "cli": {"spec", "render", "estimate", "cluster", "node", "plan", "run", "tune", "report", "payload", "data"},
 }
 FRAMEWORKS = {"torch", "deepspeed", "horovod", "transformers", "accelerate", "ray", "numpy"}
 # Outside the torch side, only DeepSpeed's own config parser (the render layer's oracle), inside a function.

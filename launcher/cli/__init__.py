@@ -22,6 +22,7 @@ COMMANDS = {
     "launch": ("launcher.cli.launch:launch", "Train a strategy (payload or your script) and keep a run record."),
     "tune": ("launcher.cli.tune:tune_command", "Measure strategies on real trials; the fastest that fits: best.yaml."),
     "report": ("launcher.cli.report:report", "report.md and PNG plots from tune directories, benches and runs."),
+    "data": ("launcher.cli.data:data", "Prepare training text once as a memory-mapped token file."),
     "hostfile": ("launcher.cli.hostfile:hostfile", "Write, convert and check hostfiles."),
     "slurm": ("launcher.cli.slurm:slurm", "Print an sbatch script that trains a strategy."),
     "k8s": ("launcher.cli.k8s:k8s", "Write Kubernetes manifests (PyTorchJob, MPIJob, TrainJob) for a strategy."),

@@ -21,8 +21,13 @@ from .options import cluster_options, overrides_from, strategy_overrides
 @click.option("--steps", type=click.IntRange(min=1), envvar="LAUNCHDECK_STEPS", help="Override training.steps.")
 @click.option("--model", type=click.Choice(list(PRESETS)), default="tiny", envvar="LAUNCHDECK_MODEL", show_default=True,
               help="Payload model preset.")
-@click.option("--data", type=click.Path(exists=True), help="Text file, folder, or JSONL with a 'text' field "
-              "(default: Python's own standard library sources).")
+@click.option("--data", type=click.Path(exists=True), help="Text file, folder, JSONL with a 'text' field, or a "
+              "token file from `launchdeck data prepare` (default: Python's own standard library sources).")
+@click.option("--data-workers", type=click.IntRange(min=0), default=1, show_default=True, help="Payload: "
+              "DataLoader processes per rank building the next micro batches while it computes (0: on the training "
+              "thread). result.json 'input_wait_s' shows how long ranks waited for data.")
+@click.option("--prefetch", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Payload: micro batches each data worker keeps ready.")
 @click.option("--seq-len", type=click.IntRange(min=8), help="Payload sequence length (default: the preset's).")
 @strategy_overrides
 @click.option("--run-dir", type=click.Path(file_okay=False), help="This run's record directory "

@@ -14,8 +14,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import corpus, entrypoints
+from .. import entrypoints
 from ..cluster import hosts, schedulers
+from ..data import corpus
 from ..errors import LaunchdeckError, RenderError
 from ..node import extensions, progress
 from ..node.probe import cpu_threads, visible_gpus
@@ -219,6 +220,7 @@ def payload_command(req: LaunchRequest, rendered: RenderedConfig, run_dir: str, 
     command = ["-m", entrypoints.PAYLOAD, "--engine", s.engine, "--config", config_path, "--strategy", s.name,
                "--steps", str(s.training.steps), "--log-interval", str(s.training.log_interval),
                "--model", req.model, "--run-dir", run_dir, "--save-every", str(req.save_every)]
+    command += ["--data-workers", str(req.data_workers), "--prefetch", str(req.prefetch)]
     command += ["--cpu"] if cpu else []
     command += ["--measure-memory"] if req.measure_memory else []
     command += ["--auto-resume"] if req.max_restarts else []  # torchrun's own restarts (elastic plans) too

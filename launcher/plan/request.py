@@ -28,6 +28,8 @@ class LaunchRequest:
     model: str = "tiny"  # the payload's model preset
     data: str | None = None  # the payload's text (default: Python's own sources)
     seq_len: int | None = None
+    data_workers: int = 1  # the payload's DataLoader processes per rank
+    prefetch: int = 2  # micro batches each of them keeps ready
     run_dir: str | None = None
     runs_root: str = "runs"
     save_every: int = 0

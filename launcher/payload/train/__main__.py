@@ -27,6 +27,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--model", default="tiny", choices=sorted(PRESETS))
     p.add_argument("--seq-len", type=int, help="default: the preset's")
     p.add_argument("--data", help="a text file, a folder of text, or JSONL with a 'text' field")
+    p.add_argument("--data-workers", type=int, default=1, help="DataLoader processes per rank building the "
+                   "next micro batches while the rank computes (0: on the training thread)")
+    p.add_argument("--prefetch", type=int, default=2, help="micro batches each data worker keeps ready")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--cpu", action="store_true", help="train on CPU with gloo even if GPUs are visible")
     p.add_argument("--run-dir", help="rank 0 writes result.json here")

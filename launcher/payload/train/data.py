@@ -7,65 +7,49 @@ data-parallel size that keeps the global batch (a restart on fewer nodes trains 
 
 from __future__ import annotations
 
-import json
 import sysconfig
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ... import corpus as accepted
+from ...data import corpus as accepted
+from ...data import sources, tokens
+from ...errors import LaunchdeckError
 
-DEFAULT_BYTES = 8 * 1024 * 1024
+DEFAULT_BYTES = 8 * 1024 * 1024  # of text read into memory; a prepared token file is mapped whole
 
 
 def load_corpus(path: str | None, limit: int = DEFAULT_BYTES) -> np.ndarray:
-    """Bytes of ``path`` (file, folder or JSONL with a ``text`` field) or of Python's stdlib sources."""
-    if path is None:
-        files = sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py"))
-    else:
-        if not Path(path).exists():
-            raise SystemExit(f"launchdeck: error: --data {path}: no such file or directory")
-        files = accepted.files(Path(path))
+    """The token ids (bytes) of ``path``: a token file from ``data prepare``, mapped; else at most ``limit``
+    bytes of a text file, a folder of them or JSONL with a ``text`` field (default: Python's stdlib sources)."""
+    if path is not None and not Path(path).exists():
+        raise SystemExit(f"launchdeck: error: --data {path}: no such file or directory")
+    try:
+        found = _mapped(Path(path)) if path and tokens.is_prepared(Path(path)) else _text(path, limit)
+    except LaunchdeckError as exc:
+        raise SystemExit(f"launchdeck: error: --data {exc}") from None
+    if found.size < accepted.MIN_BYTES:
+        raise SystemExit(f"launchdeck: error: --data {path}: only {found.size} bytes of text "
+                         f"(need >= {accepted.MIN_BYTES})")
+    return found
+
+
+def _mapped(path: Path) -> np.ndarray:
+    count = tokens.read_index(path).tokens
+    return np.memmap(path, dtype=np.uint8, mode="r", shape=(count,)) if count else np.zeros(0, np.uint8)
+
+
+def _text(path: str | None, limit: int) -> np.ndarray:
+    """The first ``limit`` bytes of the text."""
+    roots = [Path(path)] if path else sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py"))
     chunks, size = [], 0
-    for file in files:
-        data = _read(file, limit - size)
-        chunks.append(data)
-        size += len(data)
+    for _, piece in (p for root in roots for p in sources.pieces(root, max_line=2 * limit)):
         if size >= limit:
             break
-    corpus = np.frombuffer(b"".join(chunks)[:limit], dtype=np.uint8)
-    if corpus.size < accepted.MIN_BYTES:
-        raise SystemExit(f"launchdeck: error: --data {path}: only {corpus.size} bytes of text "
-                         f"(need >= {accepted.MIN_BYTES})")
-    return corpus
-
-
-def _read(file: Path, limit: int) -> bytes:
-    """At most ``limit`` bytes of text from ``file`` (a single huge line or file is never read whole)."""
-    wanted = limit if file.suffix != ".jsonl" else 2 * limit  # JSON's quoting and keys take room too
-    try:
-        with open(file, "rb") as f:
-            data = f.read(wanted)
-    except OSError as exc:
-        raise SystemExit(f"launchdeck: error: --data {file}: cannot read: {exc.strerror}") from None
-    return _jsonl_text(file, data, cut=len(data) == wanted) if file.suffix == ".jsonl" else data
-
-
-def _jsonl_text(file: Path, data: bytes, cut: bool) -> bytes:
-    """The ``text`` fields of a JSONL file's lines, blank lines between them (``cut``: the last line was cut
-    short by the read limit and is left out)."""
-    lines = data.decode("utf-8", errors="replace").splitlines()
-    texts = []
-    for number, line in enumerate(lines[:-1] if cut else lines, 1):
-        if not line.strip():
-            continue
-        try:
-            texts.append(str(json.loads(line)["text"]))
-        except (ValueError, KeyError, TypeError):
-            raise SystemExit(f"launchdeck: error: --data {file}: line {number} is not a JSON object with a "
-                             "'text' field") from None
-    return "\n\n".join(texts).encode()
+        chunks.append(piece[:limit - size])
+        size += len(chunks[-1])
+    return np.frombuffer(b"".join(chunks), dtype=np.uint8)
 
 
 def token_ids(corpus: np.ndarray) -> torch.Tensor:
@@ -79,9 +63,9 @@ class Batches:
     Step ``s`` draws ``global_batch`` windows from a generator seeded by (seed, s); data-parallel rank ``r`` of
     ``dp_size`` takes samples ``(micro × dp_size + r) × micro_batch …`` of them in micro step ``micro``."""
 
-    def __init__(self, corpus: np.ndarray | torch.Tensor, seq_len: int, micro_batch: int, seed: int, dp_rank: int,
+    def __init__(self, corpus: np.ndarray, seq_len: int, micro_batch: int, seed: int, dp_rank: int,
                  dp_size: int = 1, global_batch: int | None = None):
-        self.tokens = corpus if isinstance(corpus, torch.Tensor) else token_ids(corpus)
+        self.tokens = corpus  # bytes in memory, or a mapped token file read window by window
         self.seq_len, self.micro_batch, self.seed, self.dp_rank = seq_len, micro_batch, seed, dp_rank
         self.dp_size, self.global_batch = dp_size, global_batch or micro_batch * dp_size
 
@@ -92,7 +76,12 @@ class Batches:
         if first + self.micro_batch > self.global_batch:
             raise ValueError(f"micro step {micro} of data-parallel rank {self.dp_rank}/{self.dp_size} is past the "
                              f"global batch of {self.global_batch}")
-        starts = every[first:first + self.micro_batch]
-        # one gather, no views: a view of the corpus would count the whole corpus as a rank's activations
-        windows = self.tokens[starts[:, None] + torch.arange(self.seq_len + 1)]
+        starts = every[first:first + self.micro_batch].numpy()
+        # one gather into a new array: a view of the corpus would count the whole corpus as a rank's activations
+        windows = token_ids(self.tokens[starts[:, None] + np.arange(self.seq_len + 1)])
         return windows[:, :-1], windows[:, 1:]
+
+    @property
+    def accum(self) -> int:
+        """Micro steps per optimizer step: the global batch over this rank's share of one micro step."""
+        return self.global_batch // (self.micro_batch * self.dp_size)

@@ -10,14 +10,15 @@ import shutil
 import socket
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...files import write_atomic
 from ...node import progress
 from . import checkpoint, engines, resume, runtime
-from .data import Batches, load_corpus, token_ids
+from .data import Batches, load_corpus
 from .drills import Drills
+from .loader import Loader
 from .memory import MEASURED_STEP, MemoryProbe
 from .metrics import Meter
 from .model import PRESETS, build_model, count_parameters
@@ -28,15 +29,29 @@ class Context:
     """What engines need besides the config: where they run and how to get their data."""
 
     runtime: runtime.Runtime
-    corpus: object  # token ids, shared by every engine's batches
+    corpus: object  # token ids (bytes), shared by every engine's batches
     seq_len: int
     micro_batch: int
     seed: int
     activation_checkpointing: bool
     global_batch: int
+    steps: int
+    data_workers: int = 0
+    prefetch: int = 2
+    loaders: list[Loader] = field(default_factory=list)
 
-    def batches(self, dp_rank: int, dp_size: int) -> Batches:
-        return Batches(self.corpus, self.seq_len, self.micro_batch, self.seed, dp_rank, dp_size, self.global_batch)
+    def batches(self, dp_rank: int, dp_size: int) -> Loader:
+        """This data-parallel rank's micro batches, built ahead by the run's data workers."""
+        made = Batches(self.corpus, self.seq_len, self.micro_batch, self.seed, dp_rank, dp_size, self.global_batch)
+        pin = self.runtime.device.type == "cuda"
+        self.loaders.append(Loader(made, self.steps, self.data_workers, self.prefetch, pin))
+        return self.loaders[-1]
+
+    def input_wait_s(self) -> float:
+        """Seconds this rank waited for its data, its loaders stopped (call once, at the end)."""
+        for loader in self.loaders:
+            loader.close()
+        return sum(loader.wait_s for loader in self.loaders)
 
 
 def train(args, started: float) -> int:
@@ -82,7 +97,7 @@ def train(args, started: float) -> int:
             reporter.saving()
             save(engine, ckpt_root, done, rt, comm, drills)
     reporter.finished()
-    _finish(args, engine, meter, rt, start, comm, probe)
+    _finish(args, engine, meter, rt, start, comm, probe, context.input_wait_s())
     return 0
 
 
@@ -155,9 +170,9 @@ def _resume(engine, found: Path, rt: runtime.Runtime) -> int:
 
 def _context(args, shape: engines.TrainShape, rt: runtime.Runtime) -> Context:
     seq_len = args.seq_len or PRESETS[args.model].seq_len
-    tokens = token_ids(load_corpus(args.data))  # made before any memory is measured: it stays on the CPU
+    tokens = load_corpus(args.data)  # made before any memory is measured: it stays on the CPU
     return Context(rt, tokens, seq_len, shape.micro_batch, args.seed, shape.activation_checkpointing,
-                   shape.global_batch)
+                   shape.global_batch, args.steps, args.data_workers, args.prefetch)
 
 
 def _measuring(probe: MemoryProbe | None, engine, done: int) -> contextlib.AbstractContextManager:
@@ -168,8 +183,9 @@ def _measuring(probe: MemoryProbe | None, engine, done: int) -> contextlib.Abstr
 
 
 def _finish(args, engine, meter: Meter, rt: runtime.Runtime, start: int, comm,
-            probe: MemoryProbe | None) -> None:
+            probe: MemoryProbe | None, input_wait: float) -> None:
     memory = comm.gather(probe.report()) if probe else None  # every rank takes part in the gather
+    waits = comm.gather(round(input_wait, 4))
     digests = comm.gather(engine.digest())
     hosts = comm.gather(socket.gethostname())  # where each rank ran: proof a multi-host job really spread
     identical = len(set(digests)) == 1 if engine.identical_replicas else None
@@ -184,6 +200,9 @@ def _finish(args, engine, meter: Meter, rt: runtime.Runtime, start: int, comm,
         "rank_hosts": hosts,
         "params_identical": identical,
         "finite": all(math.isfinite(x) for x in summary["losses"]),
+        "data_workers": args.data_workers,
+        "input_wait_s": max(waits),  # the rank that waited longest for its data
+        "input_wait_s_ranks": waits,
     }
     if memory and all(memory):
         result["memory"] = {**{key: max(rank[key] for rank in memory) for key in memory[0]}, "ranks": memory}

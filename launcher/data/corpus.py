@@ -1,10 +1,12 @@
-"""What the payload accepts as ``--data``, checked where it is read and, before anything starts, where a
-launch is planned (stdlib only)."""
+"""What the payload accepts as ``--data`` (text, or a token file from ``data prepare``), checked where it is
+read and, before anything starts, where a launch is planned."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+from . import tokens
 
 TEXT_SUFFIXES = {".txt", ".md", ".py", ".rst", ".json", ".jsonl", ".c", ".h", ".yaml", ".toml"}
 MIN_BYTES = 4096  # a corpus smaller than this cannot fill a batch of the presets' sequences
@@ -21,6 +23,8 @@ def problem(path: str) -> str | None:
     root = Path(path)
     if not root.exists():
         return f"--data {path}: no such file or directory"
+    if tokens.is_prepared(root):
+        return _token_file_problem(root)
     found = files(root)
     unreadable = next((f for f in found if not os.access(f, os.R_OK)), None)
     if unreadable is not None:
@@ -29,3 +33,11 @@ def problem(path: str) -> str | None:
     if size < MIN_BYTES:
         return f"--data {path}: only {size} bytes of text (need >= {MIN_BYTES})"
     return None
+
+
+def _token_file_problem(path: Path) -> str | None:
+    try:
+        count = tokens.read_index(path).tokens
+    except tokens.TokenFileError as exc:
+        return f"--data {exc}"
+    return f"--data {path}: only {count} tokens (need >= {MIN_BYTES})" if count < MIN_BYTES else None
