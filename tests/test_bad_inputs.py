@@ -45,7 +45,7 @@ CASES = [
     ("bool-string", ["show", "{tmp}/s.yaml"], {"s.yaml": Z + "zero: {overlap_comm: 'yes'}\n"},
      "zero.overlap_comm: expected true or false"),
     ("engine-unknown", ["show", "{tmp}/s.yaml"], {"s.yaml": "description: x\nengine: megatron\n"},
-     "engine: expected one of ddp, deepspeed, horovod"),
+     "engine: expected one of ddp, deepspeed, fsdp2, horovod"),
     ("description-missing", ["show", "{tmp}/s.yaml"], {"s.yaml": "engine: ddp\n"}, "description: required"),
     ("lr-negative", ["show", "{tmp}/s.yaml"], {"s.yaml": Z + "optimizer: {lr: -1}\n"}, "optimizer.lr: must be > 0"),
     ("section-as-scalar", ["show", "{tmp}/s.yaml"], {"s.yaml": Z + "training: fast\n"},
@@ -109,7 +109,7 @@ CASES = [
     ("ds-solved-key", ["render", "zero1", "-n", "2", "--set", "deepspeed.train_batch_size=8"], {},
      "solved by launchdeck"),
     # --- which strategy ---
-    ("unknown-strategy", ["render", "zero4", "-n", "2"], {}, "unknown strategy 'zero4' (known: ddp, horovod"),
+    ("unknown-strategy", ["render", "zero4", "-n", "2"], {}, "unknown strategy 'zero4' (known: ddp, fsdp2, fsdp2-offload, fsdp2-tp, horovod"),
     ("missing-file", ["render", "{tmp}/nope.yaml", "-n", "2"], {}, "strategy file not found"),
     ("directory", ["show", "{tmp}/dir/"], {"dir/keep.yaml": Z}, "strategy file not found"),
     # --- command line ---

@@ -64,7 +64,8 @@ def test_data_workers_serve_the_batches_the_loop_would_build(tmp_path):
     order = [(1, 0), (1, 1), (2, 0), (2, 1), (4, 1), (5, 0), (5, 1), (0, 0)]  # a skip ahead, then back
     try:
         for step, micro in order:
-            assert all(torch.equal(a, b) for a, b in zip(loader.get(step, micro), batches.get(step, micro)))
+            assert all(torch.equal(a, b) for a, b in zip(loader.get(step, micro), batches.get(step, micro),
+                                                                  strict=True))
     finally:
         loader.close()
     assert loader.wait_s > 0

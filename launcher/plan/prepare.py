@@ -22,7 +22,7 @@ from ..node import extensions, progress
 from ..node.probe import cpu_threads, visible_gpus
 from ..render import Cluster, RenderedConfig, render
 from ..render.batch import data_parallel_size, solve
-from ..spec import engines
+from ..spec import engines, models
 from ..spec.catalog import load_strategy
 from ..spec.strategy import Strategy
 from .model import LaunchPlan
@@ -232,6 +232,9 @@ def payload_command(req: LaunchRequest, rendered: RenderedConfig, run_dir: str, 
         check_drill(flag, drill, rendered.cluster.world_size)
     if req.data is not None and (problem := corpus.problem(req.data)):
         raise LaunchdeckError(problem)
+    spec = engines.get(s.engine)
+    if spec.model_check:  # the engine splits the model some way (tensor parallelism): the payload's must allow it
+        spec.load("model_check")(rendered, models.preset(req.model))
     if req.resume:
         command += ["--resume-from", str(find_resume_source(req.resume, req.runs_root, s.name))]
     return command

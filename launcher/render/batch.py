@@ -21,15 +21,16 @@ class Batch:
         return self.micro * self.accum * self.data_parallel
 
 
-def data_parallel_size(world_size: int, pipeline_stages: int = 1) -> int:
-    """Ranks that hold distinct data: the world divided by the pipeline depth."""
-    if pipeline_stages > world_size:
-        raise RenderError(f"pipeline.stages {pipeline_stages} needs at least {pipeline_stages} ranks; "
+def data_parallel_size(world_size: int, model_parallel: int = 1, knob: str = "pipeline.stages") -> int:
+    """Ranks that hold distinct data: the world divided by the model-parallel degree ``knob`` sets (pipeline
+    stages, tensor-parallel ranks)."""
+    if model_parallel > world_size:
+        raise RenderError(f"{knob} {model_parallel} needs at least {model_parallel} ranks; "
                           f"world size is {world_size}")
-    if world_size % pipeline_stages:
-        raise RenderError(f"world size {world_size} is not divisible by pipeline.stages {pipeline_stages} "
-                          f"({world_size} % {pipeline_stages} = {world_size % pipeline_stages})")
-    return world_size // pipeline_stages
+    if world_size % model_parallel:
+        raise RenderError(f"world size {world_size} is not divisible by {knob} {model_parallel} "
+                          f"({world_size} % {model_parallel} = {world_size % model_parallel})")
+    return world_size // model_parallel
 
 
 def solve(training: Training, data_parallel: int) -> Batch:

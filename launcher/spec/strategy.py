@@ -1,7 +1,8 @@
 """The typed shape of a strategy: what ``strategies/*.yaml`` may say, with a description per knob.
 
 Sections apply per engine: ``zero``/``pipeline``/``deepspeed`` to DeepSpeed, ``ddp`` to torch DDP,
-``horovod`` to Horovod. Which engine owns which section is the engine registry's (:mod:`launcher.spec.engines`).
+``horovod`` to Horovod, ``fsdp`` to torch FSDP2. Which engine owns which section is the engine registry's
+(:mod:`launcher.spec.engines`).
 """
 
 from __future__ import annotations
@@ -114,6 +115,23 @@ class DDP:
 
 
 @dataclass(frozen=True)
+class FSDP:
+    """torch FSDP2 (``fully_shard``): each decoder layer and the root sharded over the data-parallel ranks,
+    optionally over a tensor-parallel (DTensor) mesh dimension inside each layer."""
+
+    reshard_after_forward: bool = knob(
+        True, "Free a layer's gathered parameters after its forward and gather them again for backward "
+        "(ZeRO-3-like); false keeps them until backward (ZeRO-2-like: more memory, one all-gather less).")
+    reduce_dtype: Literal["fp32", "bf16"] = knob(
+        "fp32", "bf16 precision only: the dtype gradients are reduce-scattered in (fp32 is exact, bf16 halves "
+        "the traffic).")
+    offload: bool = knob(False, "CPUOffloadPolicy: sharded parameters, gradients and optimizer states live on "
+                                "the CPU and the optimizer steps there; layers are copied in for compute.")
+    tp: int = knob(1, "Tensor-parallel degree (DTensor, inside each Llama block): a (dp, tp) mesh; the world "
+                      "size must be divisible by it and it must divide the heads, KV heads and MLP size.", ge=1)
+
+
+@dataclass(frozen=True)
 class Horovod:
     """Horovod's knobs: controller, Tensor Fusion, cycle time, cache, compression, reduction."""
 
@@ -137,7 +155,8 @@ class Strategy:
 
     name: str = knob("", "The strategy's name (its file name without .yaml).")
     description: str = knob("", "One line: what this strategy is for.")
-    engine: str = knob("deepspeed", "Which engine runs it: deepspeed, ddp or horovod (launcher.spec.engines).")
+    engine: str = knob("deepspeed", "Which engine runs it: deepspeed, ddp, fsdp2 or horovod "
+                                    "(launcher.spec.engines).")
     training: Training = knob(Training(), "Batch, precision, clipping, steps: shared by every engine.")
     optimizer: Optimizer = knob(Optimizer(), "The AdamW-family optimizer.")
     scheduler: Scheduler = knob(Scheduler(), "Warmup, then decay.")
@@ -145,5 +164,6 @@ class Strategy:
     pipeline: Pipeline | None = knob(None, "DeepSpeed only: pipeline parallelism.")
     ddp: DDP | None = knob(None, "ddp only: DistributedDataParallel knobs.")
     horovod: Horovod | None = knob(None, "horovod only: Horovod knobs.")
+    fsdp: FSDP | None = knob(None, "fsdp2 only: torch FSDP2 sharding, offload and tensor parallelism.")
     deepspeed: dict[str, Any] = knob({}, "DeepSpeed only: extra DeepSpeed config keys merged in verbatim.")
 

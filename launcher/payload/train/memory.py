@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator
 
 import torch
 from torch.distributed._tools.mem_tracker import MemTracker, _MemRefType
+from torch.distributed.tensor import DTensor
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 MEASURED_STEP = 1  # the second step: the first builds optimizer states and kernels
@@ -35,11 +36,14 @@ class StepTracker(MemTracker):
 
 
 def storage_bytes(tensors: Iterable[torch.Tensor], seen: set[int]) -> int:
-    """Bytes of the distinct storages behind ``tensors`` not in ``seen`` (which it extends)."""
+    """Bytes of the distinct storages behind ``tensors`` not in ``seen`` (which it extends); a DTensor (FSDP2's
+    sharded parameters) counts this rank's local shard."""
     total = 0
     for tensor in tensors:
         if not isinstance(tensor, torch.Tensor) or tensor.device.type == "meta":
             continue
+        if isinstance(tensor, DTensor):
+            tensor = tensor.to_local()
         storage = tensor.untyped_storage()
         if storage.data_ptr() in seen or storage.nbytes() == 0:
             continue

@@ -58,6 +58,7 @@ class EngineSpec:
     payload: str | None = None  # the payload's engine module (comm, shape, create); None: scripts only
     checker: str | None = None  # "module:function" (RenderedConfig) -> None: the engine's own config parser
     estimator: str | None = None  # "module:function" (RenderedConfig, Workload) -> Breakdown: memory per rank
+    model_check: str | None = None  # "module:function" (RenderedConfig, ModelShape) -> None: fits this model?
     tunable: dict[str, Knob] = field(default_factory=dict)  # dotted knob -> range `tune --search bayes` explores
     backends: dict[str, str] = field(default_factory=lambda: {"cpu": "gloo", "gpu": "nccl"})
     local_launcher: Literal["torchrun", "horovodrun"] = "torchrun"  # how it starts on one machine
@@ -81,6 +82,7 @@ _BUILTIN = {  # engine -> the module holding its SPEC
     "deepspeed": "launcher.spec.engines.deepspeed",
     "ddp": "launcher.spec.engines.ddp",
     "horovod": "launcher.spec.engines.horovod",
+    "fsdp2": "launcher.spec.engines.fsdp2",
 }
 REGISTRY: dict[str, EngineSpec] = {}
 
