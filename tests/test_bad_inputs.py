@@ -109,7 +109,7 @@ CASES = [
     ("ds-solved-key", ["render", "zero1", "-n", "2", "--set", "deepspeed.train_batch_size=8"], {},
      "solved by launchdeck"),
     # --- which strategy ---
-    ("unknown-strategy", ["render", "zero4", "-n", "2"], {}, "unknown strategy 'zero4' (known: ddp, fsdp2, fsdp2-offload, fsdp2-tp, horovod"),
+    ("unknown-strategy", ["render", "zero4", "-n", "2"], {}, "unknown strategy 'zero4' (known: autotp, ddp"),
     ("missing-file", ["render", "{tmp}/nope.yaml", "-n", "2"], {}, "strategy file not found"),
     ("directory", ["show", "{tmp}/dir/"], {"dir/keep.yaml": Z}, "strategy file not found"),
     # --- command line ---

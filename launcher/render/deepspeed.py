@@ -25,13 +25,20 @@ def render(strategy: Strategy, cluster: Cluster, *, hf: bool = False) -> Rendere
     if cluster.accelerator == "cpu" and (zero.quantized_weights or zero.quantized_gradients):
         raise RenderError("ZeRO++ quantization (zero.quantized_weights / zero.quantized_gradients) has no CPU "
                           "kernel in DeepSpeed; set both to false on CPU")
-    stages = strategy.pipeline.stages if strategy.pipeline else 1
-    batch = solve(strategy.training, data_parallel_size(cluster.world_size, stages))
+    batch = solve(strategy.training, _data_parallel(strategy, cluster))
     config = deepspeed_config(strategy, cluster, batch)
     check_keys(config)
     if hf:
         config = hf_flavour(config)
     return RenderedConfig(strategy, cluster, config, batch.data_parallel)
+
+
+def _data_parallel(strategy: Strategy, cluster: Cluster) -> int:
+    """Ranks holding distinct data: the world over the pipeline stages or the AutoTP degree."""
+    if strategy.pipeline:
+        return data_parallel_size(cluster.world_size, strategy.pipeline.stages)
+    tp = strategy.tensor_parallel.autotp_size if strategy.tensor_parallel else 1
+    return data_parallel_size(cluster.world_size, tp, "tensor_parallel.autotp_size")
 
 
 def deepspeed_config(strategy: Strategy, cluster: Cluster, batch: Batch) -> dict[str, Any]:
@@ -51,6 +58,8 @@ def deepspeed_config(strategy: Strategy, cluster: Cluster, batch: Batch) -> dict
     if t.activation_checkpointing:
         config["activation_checkpointing"] = {"partition_activations": False, "cpu_checkpointing": False,
                                               "contiguous_memory_optimization": False}
+    if strategy.tensor_parallel and strategy.tensor_parallel.autotp_size > 1:
+        config["tensor_parallel"] = {"autotp_size": strategy.tensor_parallel.autotp_size}
     if strategy.pipeline:
         p = strategy.pipeline
         config["pipeline"] = {"stages": p.stages, "partition": p.partition_method,

@@ -14,6 +14,9 @@ def check(strategy: Strategy) -> None:
         _check_zero(strategy.zero)
     if strategy.pipeline is not None:
         _check_pipeline(strategy)
+    if strategy.tensor_parallel is not None and strategy.pipeline is not None:
+        raise SchemaError("tensor_parallel.autotp_size", "AutoTP does not combine with DeepSpeed's pipeline engine "
+                          "here; drop the pipeline section or the tensor_parallel one")
     if strategy.horovod is not None:
         h = strategy.horovod
         if h.op != "average" and h.gradient_predivide_factor != 1.0:

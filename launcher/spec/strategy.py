@@ -1,6 +1,6 @@
 """The typed shape of a strategy: what ``strategies/*.yaml`` may say, with a description per knob.
 
-Sections apply per engine: ``zero``/``pipeline``/``deepspeed`` to DeepSpeed, ``ddp`` to torch DDP,
+Sections apply per engine: ``zero``/``pipeline``/``tensor_parallel``/``deepspeed`` to DeepSpeed, ``ddp`` to torch DDP,
 ``horovod`` to Horovod, ``fsdp`` to torch FSDP2. Which engine owns which section is the engine registry's
 (:mod:`launcher.spec.engines`).
 """
@@ -105,6 +105,14 @@ class Pipeline:
 
 
 @dataclass(frozen=True)
+class TensorParallel:
+    """DeepSpeed AutoTP: each linear layer split across ``autotp_size`` ranks for training, beside ZeRO."""
+
+    autotp_size: int = knob(2, "Ranks each layer is split across (the model's own tp_plan where it has one); "
+                               "the world size must be divisible by it; its ranks share their inputs.", ge=1)
+
+
+@dataclass(frozen=True)
 class DDP:
     """torch DistributedDataParallel's knobs."""
 
@@ -162,6 +170,7 @@ class Strategy:
     scheduler: Scheduler = knob(Scheduler(), "Warmup, then decay.")
     zero: Zero | None = knob(None, "DeepSpeed only: ZeRO partitioning and offload.")
     pipeline: Pipeline | None = knob(None, "DeepSpeed only: pipeline parallelism.")
+    tensor_parallel: TensorParallel | None = knob(None, "DeepSpeed only: AutoTP tensor parallelism.")
     ddp: DDP | None = knob(None, "ddp only: DistributedDataParallel knobs.")
     horovod: Horovod | None = knob(None, "horovod only: Horovod knobs.")
     fsdp: FSDP | None = knob(None, "fsdp2 only: torch FSDP2 sharding, offload and tensor parallelism.")

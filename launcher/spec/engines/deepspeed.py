@@ -1,4 +1,5 @@
-"""DeepSpeed: ZeRO 0-3 (offload, ZeRO++) and pipeline parallelism, from DeepSpeed's own JSON config."""
+"""DeepSpeed: ZeRO 0-3 (offload, ZeRO++), pipeline and AutoTP tensor parallelism, from DeepSpeed's own JSON
+config."""
 
 from __future__ import annotations
 
@@ -18,12 +19,12 @@ def cpu_changes(strategy: Strategy) -> list[CpuChange]:
 
 SPEC = EngineSpec(
     name="deepspeed",
-    description="DeepSpeed ZeRO 0-3, offload, ZeRO++ and pipeline parallelism",
+    description="DeepSpeed ZeRO 0-3, offload, ZeRO++, pipeline and AutoTP tensor parallelism",
     renderer="launcher.render.deepspeed:render",
     estimator="launcher.estimate.deepspeed:estimate",
     tunable={"zero.reduce_bucket_size": Knob(1e6, 1e9, integer=True),
              "zero.allgather_bucket_size": Knob(1e6, 1e9, integer=True, multiple=2)},  # DeepSpeed asserts it
-    sections=frozenset({"zero", "pipeline", "deepspeed"}),
+    sections=frozenset({"zero", "pipeline", "tensor_parallel", "deepspeed"}),
     defaults={"zero": Zero()},
     payload="launcher.payload.train.engines.deepspeed",
     checker="launcher.render.deepspeed_check:check",

@@ -37,7 +37,7 @@ def shape(config: dict) -> TrainShape:
 def at_world(config: dict, world_size: int) -> dict:
     """The config at ``world_size`` ranks (an elastic restart changed it): the same global batch, grad_accum
     solved again; DeepSpeed itself checks the three batch keys against the world it finds."""
-    data_parallel = world_size // _stages(config)
+    data_parallel = world_size // (_stages(config) * _autotp(config))
     micro, wanted = config["train_micro_batch_size_per_gpu"], config["train_batch_size"]
     if micro * config["gradient_accumulation_steps"] * data_parallel == wanted:
         return config
@@ -47,13 +47,14 @@ def at_world(config: dict, world_size: int) -> dict:
 def resumable(config: dict, checkpoint: Path, saved: Saved | None, rt: Runtime, comm: Comm) -> dict:
     """The config that loads ``checkpoint`` here: a ZeRO checkpoint saved at another data-parallel size goes
     through DeepSpeed's universal checkpoint (converted once, by rank 0, while the others wait)."""
-    stages = _stages(config)
-    now = rt.world_size // stages
+    stages, tp = _stages(config), _autotp(config)
+    now = rt.world_size // (stages * tp)
     partitioned = any((checkpoint / TAG).glob("*optim_states.pt"))  # ZeRO 1-3 (stage 0 keeps one full state)
     if saved is None or saved.data_parallel_size == now or not partitioned:
         return config
-    if stages > 1:
-        raise SystemExit(f"launchdeck: error: {checkpoint} was saved by a pipeline at data-parallel size "
+    if stages > 1 or tp > 1:
+        split = "a pipeline" if stages > 1 else "AutoTP"
+        raise SystemExit(f"launchdeck: error: {checkpoint} was saved by {split} at data-parallel size "
                          f"{saved.data_parallel_size}; it resumes only at that size (now {now})")
     if rt.is_main:
         print(f"launchdeck: {checkpoint} was saved at data-parallel size {saved.data_parallel_size}, now {now}: "
@@ -65,6 +66,21 @@ def resumable(config: dict, checkpoint: Path, saved: Saved | None, rt: Runtime, 
 
 def _stages(config: dict) -> int:
     return config.get("pipeline", {}).get("stages", 1)
+
+
+def _autotp(config: dict) -> int:
+    return config.get("tensor_parallel", {}).get("autotp_size", 1)
+
+
+def _tensor_parallel_groups(size: int):
+    """DeepSpeed's (dp, tp) groups made before ``initialize`` and handed to it as ``mpu``, so that its batch
+    check counts data-parallel ranks only (without it, AutoTP's ranks count as data parallel); None: no TP."""
+    if size <= 1:
+        return None
+    from deepspeed.utils import groups
+
+    groups._init_tp_mesh_device(tensor_model_parallel_size=size)
+    return groups
 
 
 def create(config: dict, model: torch.nn.Module, context) -> DeepSpeedEngine:
@@ -79,15 +95,16 @@ def create(config: dict, model: torch.nn.Module, context) -> DeepSpeedEngine:
 class DeepSpeedEngine:
     """The model under DeepSpeed's engine, driven by the rendered JSON (ZeRO 0-3, offload, ZeRO++)."""
 
-    identical_replicas = True
-
     def __init__(self, config: dict, model: torch.nn.Module, context):
-        rt = context.runtime
-        self.data_parallel_rank, self.data_parallel_size = rt.rank, rt.world_size
-        self.batches = context.batches(rt.rank, rt.world_size)
+        mpu = _tensor_parallel_groups(_autotp(config))
+        self.identical_replicas = mpu is None  # AutoTP ranks hold different slices of each layer
+        self.data_parallel_rank = mpu.get_data_parallel_rank() if mpu else context.runtime.rank
+        self.data_parallel_size = mpu.get_data_parallel_world_size() if mpu else context.runtime.world_size
+        self.batches = context.batches(self.data_parallel_rank, self.data_parallel_size)  # a TP group: same data
         if context.activation_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        self.engine, *_ = deepspeed.initialize(model=model, model_parameters=model.parameters(), config=config)
+        self.engine, *_ = deepspeed.initialize(model=model, model_parameters=model.parameters(), config=config,
+                                               mpu=mpu)
 
     @property
     def module(self) -> torch.nn.Module:

@@ -123,12 +123,13 @@ def _shard(model: torch.nn.Module, mesh: DeviceMesh, f: dict, precision: str, rt
 
 def clip_grad_norm(parameters, max_norm: float) -> torch.Tensor:
     """Clip to the global norm over every gradient. Under FSDP × TP gradients live on two meshes (the 2-D one
-    of split layers, the data-parallel one of the rest), which torch's clip cannot mix: one norm per mesh,
-    each reduced over its mesh (a scalar all-reduce), then combined."""
+    of split layers, the data-parallel one of the rest), which torch's clip cannot mix: one norm per mesh and
+    layout, each reduced over its mesh (a scalar all-reduce), then combined."""
     by_mesh: dict[object, list[torch.nn.Parameter]] = {}
     for p in parameters:
         if p.grad is not None:
-            by_mesh.setdefault(getattr(p.grad, "device_mesh", None), []).append(p)
+            layout = (p.grad.device_mesh, p.grad.placements) if isinstance(p.grad, DTensor) else None
+            by_mesh.setdefault(layout, []).append(p)
     norms = [_full(torch.nn.utils.get_total_norm([p.grad for p in group])) for group in by_mesh.values()]
     total = torch.linalg.vector_norm(torch.stack(norms))
     for group in by_mesh.values():
