@@ -52,7 +52,7 @@ CASES = [
      "training: expected a mapping"),
     # --- extends ---
     ("extends-unknown", ["show", "{tmp}/s.yaml"], {"s.yaml": "description: x\nextends: zero9\n"},
-     "unknown strategy 'zero9' (known: ddp"),
+     "unknown strategy 'zero9' (known: autotp, ddp"),
     ("extends-number", ["show", "{tmp}/s.yaml"], {"s.yaml": "description: x\nextends: 3\n"},
      "extends: expected a strategy name or file path"),
     ("extends-missing-file", ["show", "{tmp}/s.yaml"], {"s.yaml": "description: x\nextends: ./base.yaml\n"},

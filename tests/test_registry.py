@@ -41,7 +41,7 @@ def toy(monkeypatch, tmp_path):
 
 def test_the_builtin_entries_say_what_their_strategies_own():
     assert engines.names() == ["ddp", "deepspeed", "fsdp2", "horovod"]
-    assert engines.get("deepspeed").sections == {"zero", "pipeline", "deepspeed"}
+    assert engines.get("deepspeed").sections == {"zero", "pipeline", "tensor_parallel", "deepspeed"}
     assert engines.get("fsdp2").sections == {"fsdp"}
     assert all(engines.get(name).name == name for name in engines.names())
     with pytest.raises(LaunchdeckError, match="unknown engine 'megatron' \\(known: ddp, deepspeed, fsdp2, horovod\\)"):
