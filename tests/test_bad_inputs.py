@@ -170,6 +170,13 @@ CASES = [
     ("data-bin-index-mismatch", ["launch", "ddp", "--cpu", "--data", "{tmp}/t.bin", "--dry-run"],
      {"t.bin": "x" * 5000, "t.idx": b"LDTOKENS" + bytes([1] + [0] * 7) + bytes([0x88, 0x13] + [0] * 6)
       + bytes([2] + [0] * 7) + bytes(8)}, "5000 bytes, but its index says 5000 tokens in 2 documents"),
+    ("compression-on-zero2", ["render", "zero2", "-n", "2", "--set", "compression.sparsity=0.5"], {},
+     "compression"),
+    ("fsdp2-fp16", ["render", "fsdp2", "-n", "2", "--set", "training.precision=fp16"], {},
+     "fsdp2 trains in bf16 or fp32"),
+    ("fsdp2-tp-heads", ["launch", "fsdp2-tp", "--cpu", "--nproc", "4", "--set", "fsdp.tp=4", "--dry-run"], {},
+     "fsdp.tp 4 does not divide model tiny's 6 attention heads"),
+    ("autotp-world", ["render", "autotp", "-n", "3"], {}, "not divisible by tensor_parallel.autotp_size"),
     ("unknown-command", ["rendr"], {}, "No such command 'rendr'"),
     ("unknown-option", ["render", "zero1", "-n", "2", "--wrld"], {}, "Did you mean '--world-size'"),
 ]

@@ -17,4 +17,6 @@ def render(strategy: Strategy, cluster: Cluster, *, hf: bool = False) -> Rendere
         "ddp": dataclasses.asdict(strategy.ddp or DDP()),
         "training": training_block(strategy, batch, cluster.world_size),
     }
+    if strategy.compression:
+        config["compression"] = dataclasses.asdict(strategy.compression)
     return RenderedConfig(strategy, cluster, config, batch.data_parallel)

@@ -140,6 +140,22 @@ class FSDP:
 
 
 @dataclass(frozen=True)
+class Compression:
+    """Compression while training: quantization-aware training of the decoder's linear weights (torch's
+    fake-quantize op, straight-through gradients), magnitude pruning of the MLP weights and pruning of whole
+    attention heads (masks from ``torch.nn.utils.prune``); baked into plain weights before the final save."""
+
+    weight_bits: int | None = knob(None, "QAT: fake-quantize every decoder linear weight to this many bits "
+                                         "(symmetric, one scale per output row); null: off.", ge=2, le=8)
+    start_bits: int = knob(8, "QAT: bits used before quantize_offset (a gentle start).", ge=2, le=16)
+    quantize_offset: int = knob(0, "QAT: the optimizer step from which weight_bits applies.", ge=0)
+    sparsity: float = knob(0.0, "Fraction of each MLP weight pruned by L1 magnitude (0: off).", ge=0, le=0.99)
+    head_sparsity: float = knob(0.0, "Fraction of attention heads pruned in every layer, by the L2 norm of "
+                                     "their output-projection columns (0: off).", ge=0, le=0.99)
+    prune_offset: int = knob(0, "The optimizer step at which the pruning masks are computed and applied.", ge=0)
+
+
+@dataclass(frozen=True)
 class Horovod:
     """Horovod's knobs: controller, Tensor Fusion, cycle time, cache, compression, reduction."""
 
@@ -172,6 +188,7 @@ class Strategy:
     pipeline: Pipeline | None = knob(None, "DeepSpeed only: pipeline parallelism.")
     tensor_parallel: TensorParallel | None = knob(None, "DeepSpeed only: AutoTP tensor parallelism.")
     ddp: DDP | None = knob(None, "ddp only: DistributedDataParallel knobs.")
+    compression: Compression | None = knob(None, "ddp only: quantization-aware training and pruning.")
     horovod: Horovod | None = knob(None, "horovod only: Horovod knobs.")
     fsdp: FSDP | None = knob(None, "fsdp2 only: torch FSDP2 sharding, offload and tensor parallelism.")
     deepspeed: dict[str, Any] = knob({}, "DeepSpeed only: extra DeepSpeed config keys merged in verbatim.")

@@ -203,6 +203,7 @@ def _finish(args, engine, meter: Meter, rt: runtime.Runtime, start: int, comm,
         "data_workers": args.data_workers,
         "input_wait_s": max(waits),  # the rank that waited longest for its data
         "input_wait_s_ranks": waits,
+        **getattr(engine, "results", {}),  # an engine's own findings (what compression achieved)
     }
     if memory and all(memory):
         result["memory"] = {**{key: max(rank[key] for rank in memory) for key in memory[0]}, "ranks": memory}

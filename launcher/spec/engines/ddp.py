@@ -11,7 +11,7 @@ SPEC = EngineSpec(
     renderer="launcher.render.ddp:render",
     estimator="launcher.estimate.dataparallel:ddp",
     tunable={"ddp.bucket_cap_mb": Knob(1, 200)},
-    sections=frozenset({"ddp"}),
+    sections=frozenset({"ddp", "compression"}),
     defaults={"ddp": DDP()},
     payload="launcher.payload.train.engines.ddp",
 )

@@ -9,6 +9,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from ..comm import Comm, TorchComm
+from ..compression import Compressor
 from ..pipeline_model import lm_loss
 from ..runtime import Runtime
 from ..schedule import lr_factor
@@ -33,6 +34,8 @@ class DDPEngine:
         self.batches = context.batches(rt.rank, rt.world_size)
         if t["activation_checkpointing"]:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self.compressor = Compressor(config["compression"], model) if config.get("compression") else None
+        self.results: dict = {}  # entries for result.json (what compression achieved)
         ids = [rt.local_rank] if rt.device.type == "cuda" else None
         self.model = DistributedDataParallel(model.to(rt.device), device_ids=ids, **config["ddp"])
         self.optimizer = _optimizer(t["optimizer"], self.model.parameters(), rt.device.type == "cuda")
@@ -47,6 +50,8 @@ class DDPEngine:
         return self.model.module
 
     def train_step(self, step: int) -> float:
+        if self.compressor is not None:
+            self.compressor.before_step(step)
         accum, total = self.training["grad_accum"], 0.0
         for micro in range(accum):
             inputs, labels = (t.to(self.device) for t in self.batches.get(step, micro))
@@ -65,6 +70,8 @@ class DDPEngine:
         return total / accum
 
     def save(self, directory: str, step: int) -> None:
+        if self.compressor is not None and step == self.training["steps"]:  # the final save: plain weights
+            self.results["compression"] = self.compressor.bake()
         if self.data_parallel_rank == 0:
             state = {"model": self.model.module.state_dict(), "optimizer": self.optimizer.state_dict(),
                      "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "step": step}
