@@ -204,7 +204,7 @@ def test_the_estimate_object_reports_the_verdict():
 
 
 # The oracle: real engines on CPU ranks, measured tensor by tensor.
-ORACLE = ["ddp", "zero2", "zero3", "pipeline"]
+ORACLE = ["ddp", "zero2", "zero3", "pipeline", "fsdp2", "autotp"]
 
 
 @pytest.mark.slow

@@ -13,6 +13,8 @@
   parameters in flight (the prefetch bucket plus the module being computed).
 - Offload moves the master weights, moments and fp32 gradients (optimizer) or the weight partitions
   (parameters) to host RAM or NVMe; on CPU ranks host RAM is the rank's own memory, so they stay counted.
+- AutoTP (ZeRO 0-2): each rank holds 1/tp of the decoder projections and of the head, everything else whole;
+  ZeRO partitions that share over the data-parallel ranks (world / tp). Activations are counted whole.
 - Pipelines: each stage's share of the model (balanced by parameters; the last holds the LM head, tied
   or not), the micro batches a 1F1B schedule keeps in flight there, ZeRO-1 across the replicas of a
   stage; the heaviest stage is the answer.
@@ -64,7 +66,15 @@ def estimate(rendered: RenderedConfig, work: Workload) -> Breakdown:
     activations = Activations.of(work, mode_of(setup.precision, True), setup.checkpointing)
     if setup.stage == 3:
         return _stage3(setup, work, activations)
-    return _stage12(setup, work, work.model.params(), activations.total(), activations.loss_backward())
+    psi = _tensor_parallel_share(work.model, int(rendered.config.get("tensor_parallel", {}).get("autotp_size", 1)))
+    return _stage12(setup, work, psi, activations.total(), activations.loss_backward())
+
+
+def _tensor_parallel_share(m: ModelShape, tp: int) -> int:
+    """Parameters one AutoTP rank holds: its 1/tp of every decoder projection and of the head (the model's
+    tp_plan splits them), the norms and embeddings whole. ZeRO then partitions this share over dp."""
+    split = m.layers * (m.layer_params() - 2 * m.norm_params) + m.vocab * m.hidden * (not m.tied)
+    return m.params() - split + split // tp
 
 
 def _setup(rendered: RenderedConfig) -> _Setup:
