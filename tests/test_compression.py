@@ -44,6 +44,15 @@ def test_qat_leaves_weights_with_at_most_2_to_the_bits_levels_per_row():
     assert _train({"weight_bits": 3, "start_bits": 3})["weight_bits"] <= 3
 
 
+def test_a_resumed_run_quantizes_with_the_bits_of_its_step():
+    model = build_model("tiny", 32, seed=1)
+    compressor = Compressor({**SETTINGS, "weight_bits": 4, "quantize_offset": 3}, model)
+    compressor.before_step(5)  # resumed at step 5: it never saw step 3
+    assert {q.bits for q in compressor.quantizers} == {4}
+    compressor.before_step(0)
+    assert {q.bits for q in compressor.quantizers} == {8}
+
+
 def test_pruning_zeroes_the_fraction_asked_for_and_whole_heads():
     done = _train({"sparsity": 0.5, "head_sparsity": 0.5, "prune_offset": 1})
     assert done["mlp_sparsity"] == pytest.approx(0.5, abs=1e-3)

@@ -66,6 +66,8 @@ def test_data_workers_serve_the_batches_the_loop_would_build(tmp_path):
         for step, micro in order:
             assert all(torch.equal(a, b) for a, b in zip(loader.get(step, micro), batches.get(step, micro),
                                                                   strict=True))
+        workers = list(loader._iterator._workers)
     finally:
         loader.close()
     assert loader.wait_s > 0
+    assert len(workers) == 2 and not any(worker.is_alive() for worker in workers)  # close stops them, now

@@ -29,7 +29,7 @@ def data() -> None:
 def prepare(texts: tuple[str, ...], output: Path) -> None:
     """Tokenize TEXT… (text files, folders of them, JSONL with a 'text' field) into one memory-mapped file.
 
-    Tokens are bytes (the payload's vocabulary); documents are every text file and every JSONL record, in
+    Tokens are bytes (the payload's vocabulary); documents are every non-empty text file and JSONL record, in
     argument order, files of a folder in name order. The payload reads the result with --data at any size:
     it maps the file and reads only the windows it trains on."""
     _check_output(output)
@@ -38,6 +38,11 @@ def prepare(texts: tuple[str, ...], output: Path) -> None:
         raise LaunchdeckError(f"{empty[0]}: no text files ({', '.join(sorted(corpus.TEXT_SUFFIXES))})")
     stream = itertools.chain.from_iterable(sources.pieces(Path(text)) for text in texts)
     done = tokens.write(stream, output)
+    if done.tokens < corpus.MIN_BYTES:
+        for path in (output, tokens.index_path(output)):
+            path.unlink(missing_ok=True)
+        raise LaunchdeckError(f"{' '.join(texts)}: only {done.tokens} bytes of text (need >= {corpus.MIN_BYTES} "
+                              "to train on); nothing written")
     megabytes = done.tokens / 1e6
     click.echo(f"{output}: {done.tokens:,} tokens, {done.documents:,} documents; {megabytes:.1f} MB in "
                f"{done.seconds:.2f} s ({megabytes / max(done.seconds, 1e-9):.0f} MB/s)")

@@ -36,6 +36,8 @@ def problem(path: str) -> str | None:
 
 
 def _token_file_problem(path: Path) -> str | None:
+    if not os.access(path, os.R_OK):
+        return f"--data {path}: cannot read it"
     try:
         count = tokens.read_index(path).tokens
     except tokens.TokenFileError as exc:

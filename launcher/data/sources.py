@@ -40,9 +40,9 @@ def _text(file: Path) -> Iterator[Piece]:
 def _jsonl(file: Path, max_line: int) -> Iterator[Piece]:
     with _open(file) as handle:
         first, number = True, 0
-        while line := _read(file, handle.readline, max_line + 1):
+        while line := _read(file, handle.readline, max_line + 2):  # room for the line's own \r\n
             number += 1
-            if len(line) > max_line:
+            if len(line.rstrip(b"\r\n")) > max_line:
                 raise SourceError(f"{file}: line {number} is longer than {max_line // 2**20} MiB")
             if not line.strip():
                 continue
@@ -54,9 +54,12 @@ def _jsonl(file: Path, max_line: int) -> Iterator[Piece]:
 
 def _text_field(file: Path, number: int, line: bytes) -> bytes:
     try:
-        return str(json.loads(line.decode("utf-8", errors="replace"))["text"]).encode("utf-8", errors="surrogatepass")
+        text = json.loads(line.decode("utf-8-sig", errors="replace"))["text"]
     except (ValueError, KeyError, TypeError):
-        raise SourceError(f"{file}: line {number} is not a JSON object with a 'text' field") from None
+        text = None
+    if not isinstance(text, str):
+        raise SourceError(f"{file}: line {number} is not a JSON object with a 'text' string")
+    return text.encode("utf-8", errors="surrogatepass")
 
 
 def _open(file: Path) -> BinaryIO:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import struct
 import sys
+import tempfile
 import time
 from array import array
 from collections.abc import Iterable
@@ -35,7 +36,6 @@ class Index:
 
     tokens: int
     documents: int
-    offsets_at: int = HEADER.size  # where the documents' start offsets begin in the index file
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ def write(pieces: Iterable[Piece], out: Path) -> Prepared:
     """Write ``pieces`` to ``out`` and its index, through partial files renamed at the end (an interrupted
     prepare leaves no token file behind)."""
     began = time.perf_counter()
-    partial, partial_idx = out.with_name(f".{out.name}.partial"), out.with_name(f".{out.name}.idx.partial")
+    partial, partial_idx = (_partial(out, suffix) for suffix in (".partial", ".idx.partial"))
     offsets = array("Q")
     try:
         with open(partial, "wb") as handle:
@@ -97,6 +97,16 @@ def write(pieces: Iterable[Piece], out: Path) -> Prepared:
         for leftover in (partial, partial_idx):
             leftover.unlink(missing_ok=True)
     return Prepared(count, documents, time.perf_counter() - began)
+
+
+def _partial(out: Path, suffix: str) -> Path:
+    """A new, empty, uniquely named file beside ``out`` (two prepares of one name never share one)."""
+    try:
+        fd, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=suffix)
+    except OSError as exc:
+        raise TokenFileError(f"cannot write {out}: {exc.strerror}") from None
+    os.close(fd)
+    return Path(name)
 
 
 def _write_index(path: Path, count: int, offsets: array) -> None:

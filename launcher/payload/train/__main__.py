@@ -14,6 +14,15 @@ from ...node import progress
 STARTED = time.perf_counter()
 
 
+def _count(least: int):
+    """An argparse type: a whole number ≥ ``least``."""
+    def parse(text: str) -> int:
+        if not text.isdigit() or int(text) < least:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {least}, got {text!r}")
+        return int(text)
+    return parse
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     from ...spec import engines
     from .model import PRESETS
@@ -27,9 +36,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--model", default="tiny", choices=sorted(PRESETS))
     p.add_argument("--seq-len", type=int, help="default: the preset's")
     p.add_argument("--data", help="a text file, a folder of text, or JSONL with a 'text' field")
-    p.add_argument("--data-workers", type=int, default=1, help="DataLoader processes per rank building the "
+    p.add_argument("--data-workers", type=_count(0), default=1, help="DataLoader processes per rank building the "
                    "next micro batches while the rank computes (0: on the training thread)")
-    p.add_argument("--prefetch", type=int, default=2, help="micro batches each data worker keeps ready")
+    p.add_argument("--prefetch", type=_count(1), default=2, help="micro batches each data worker keeps ready")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--cpu", action="store_true", help="train on CPU with gloo even if GPUs are visible")
     p.add_argument("--run-dir", help="rank 0 writes result.json here")

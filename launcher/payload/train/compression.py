@@ -34,7 +34,8 @@ class FakeQuantize(torch.nn.Module):
 
 
 class Mask(torch.nn.Module):
-    """A fixed 0/1 mask on a weight (pruned entries stay zero, and get no gradient)."""
+    """A fixed boolean mask on a weight (pruned entries stay zero, and get no gradient). It is a buffer, so it is
+    saved with the model; every rank computes the same one, so DDP need not broadcast it."""
 
     def __init__(self, mask: torch.Tensor):
         super().__init__()
@@ -54,8 +55,8 @@ class Compressor:
         for layer in self.layers:
             pruned = [*((linear, False) for linear in _linears(layer, MLP) if settings["sparsity"]),
                       *([(layer.self_attn.o_proj, True)] if settings["head_sparsity"] else [])]
-            self.masks += [(linear, _parametrize(linear, Mask(torch.ones_like(linear.weight))), by_head)
-                           for linear, by_head in pruned]
+            self.masks += [(linear, _parametrize(linear, Mask(torch.ones_like(linear.weight, dtype=torch.bool))),
+                            by_head) for linear, by_head in pruned]
         bits = settings["weight_bits"]
         self.quantizers = [_parametrize(linear, FakeQuantize(settings["start_bits"])) for layer in self.layers
                            for linear in _linears(layer, ATTENTION + MLP)] if bits else []
@@ -63,9 +64,8 @@ class Compressor:
     def before_step(self, step: int) -> None:
         """Called before optimizer step ``step`` (0-based) on every rank: the schedule's changes happen here."""
         s = self.settings
-        if step == s["quantize_offset"]:
-            for quantizer in self.quantizers:
-                quantizer.bits = s["weight_bits"]
+        for quantizer in self.quantizers:  # from the step, so a resumed run quantizes as the one it continues
+            quantizer.bits = s["weight_bits"] if step >= s["quantize_offset"] else s["start_bits"]
         if step == s["prune_offset"]:
             for linear, mask, by_head in self.masks:
                 mask.mask.copy_(self._mask_for(linear.parametrizations.weight.original.detach(), by_head))
@@ -73,8 +73,8 @@ class Compressor:
     def _mask_for(self, weight: torch.Tensor, by_head: bool) -> torch.Tensor:
         """From the weights as trained so far (identical on every rank): whole heads, or L1 magnitude."""
         if by_head:
-            return _head_mask(weight, self.heads, self.settings["head_sparsity"])
-        return prune.L1Unstructured(self.settings["sparsity"]).compute_mask(weight, torch.ones_like(weight))
+            return _head_mask(weight, self.heads, self.settings["head_sparsity"]).bool()
+        return prune.L1Unstructured(self.settings["sparsity"]).compute_mask(weight, torch.ones_like(weight)).bool()
 
     def bake(self) -> dict:
         """Make every compressed weight a plain tensor holding its compressed value; what was achieved."""
@@ -82,18 +82,21 @@ class Compressor:
             for linear in _linears(layer, ATTENTION + MLP):
                 if parametrize.is_parametrized(linear, "weight"):
                     parametrize.remove_parametrizations(linear, "weight", leave_parametrized=True)
-        return achieved(self.layers, self.heads)
+        return achieved(self.layers, self.heads, bits=bool(self.quantizers))
 
 
-def achieved(layers: list[torch.nn.Module], heads: int) -> dict:
-    """Bits (log2 of the most distinct values in a row), sparsity of the MLP, heads left with any weight."""
-    rows = max(torch.unique(row).numel() for layer in layers for linear in _linears(layer, ATTENTION + MLP)
-               for row in linear.weight.detach())
+def achieved(layers: list[torch.nn.Module], heads: int, bits: bool = True) -> dict:
+    """Sparsity of the MLP, heads left with any weight and (``bits``: after QAT) the bits: log2 of the most
+    distinct values in any row."""
     mlp = [linear.weight.detach() for layer in layers for linear in _linears(layer, MLP)]
     zeros = sum(int((w == 0).sum()) for w in mlp) / sum(w.numel() for w in mlp)
     kept = [int(_head_norms(layer.self_attn.o_proj.weight.detach(), heads).gt(0).sum()) for layer in layers]
-    return {"weight_bits": round(math.log2(rows), 2), "mlp_sparsity": round(zeros, 4),
-            "heads_kept": kept, "heads": heads}
+    found = {"mlp_sparsity": round(zeros, 4), "heads_kept": kept, "heads": heads}
+    if bits:
+        rows = max(torch.unique(row).numel() for layer in layers for linear in _linears(layer, ATTENTION + MLP)
+                   for row in linear.weight.detach())
+        found["weight_bits"] = round(math.log2(rows), 2)
+    return found
 
 
 def _linears(layer: torch.nn.Module, names: tuple[str, ...]) -> list[torch.nn.Linear]:
@@ -112,7 +115,9 @@ def _head_norms(weight: torch.Tensor, heads: int) -> torch.Tensor:
 
 
 def _head_mask(weight: torch.Tensor, heads: int, fraction: float) -> torch.Tensor:
-    """The o_proj mask that zeroes the columns of the weakest ``fraction`` of heads (Ln-structured over heads)."""
+    """The o_proj mask that zeroes the columns of the weakest ``fraction`` of heads (Ln-structured over heads;
+    at least one head is kept)."""
     per_head = weight.reshape(weight.shape[0], heads, -1).transpose(0, 1).reshape(heads, -1)
-    mask = prune.LnStructured(fraction, n=2, dim=0).compute_mask(per_head, torch.ones_like(per_head))
+    amount = min(round(fraction * heads), heads - 1)
+    mask = prune.LnStructured(amount, n=2, dim=0).compute_mask(per_head, torch.ones_like(per_head))
     return mask.reshape(heads, weight.shape[0], -1).transpose(0, 1).reshape(weight.shape)

@@ -37,7 +37,10 @@ def load_corpus(path: str | None, limit: int = DEFAULT_BYTES) -> np.ndarray:
 
 def _mapped(path: Path) -> np.ndarray:
     count = tokens.read_index(path).tokens
-    return np.memmap(path, dtype=np.uint8, mode="r", shape=(count,)) if count else np.zeros(0, np.uint8)
+    try:
+        return np.memmap(path, dtype=np.uint8, mode="r", shape=(count,)) if count else np.zeros(0, np.uint8)
+    except OSError as exc:
+        raise SystemExit(f"launchdeck: error: --data {path}: cannot read: {exc.strerror}") from None
 
 
 def _text(path: str | None, limit: int) -> np.ndarray:
@@ -45,10 +48,10 @@ def _text(path: str | None, limit: int) -> np.ndarray:
     roots = [Path(path)] if path else sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py"))
     chunks, size = [], 0
     for _, piece in (p for root in roots for p in sources.pieces(root, max_line=2 * limit)):
-        if size >= limit:
-            break
         chunks.append(piece[:limit - size])
         size += len(chunks[-1])
+        if size >= limit:
+            break
     return np.frombuffer(b"".join(chunks), dtype=np.uint8)
 
 

@@ -62,6 +62,9 @@ class Loader:
         self._iterator = iter(loader)
 
     def close(self) -> None:
-        """Stop the workers (they also stop by themselves when this process ends)."""
+        """Stop the workers now (they also stop by themselves when this process ends)."""
+        shutdown = getattr(self._iterator, "_shutdown_workers", None)  # what the iterator's __del__ calls
+        if shutdown is not None:
+            shutdown()
         self._iterator = None
         self._next = -1

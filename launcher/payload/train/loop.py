@@ -171,6 +171,9 @@ def _resume(engine, found: Path, rt: runtime.Runtime) -> int:
 def _context(args, shape: engines.TrainShape, rt: runtime.Runtime) -> Context:
     seq_len = args.seq_len or PRESETS[args.model].seq_len
     tokens = load_corpus(args.data)  # made before any memory is measured: it stays on the CPU
+    if tokens.size <= seq_len + 1:
+        raise SystemExit(f"launchdeck: error: --data holds {tokens.size} tokens, too few for one sequence of "
+                         f"{seq_len} (--seq-len) and its next token")
     return Context(rt, tokens, seq_len, shape.micro_batch, args.seed, shape.activation_checkpointing,
                    shape.global_batch, args.steps, args.data_workers, args.prefetch)
 

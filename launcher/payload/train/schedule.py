@@ -7,6 +7,14 @@ import math
 MIN_WARMUP = 2  # DeepSpeed's Warmup*LR schedulers warm up over at least 2 steps
 
 
+def scheduler(optimizer, s: dict):
+    """A torch ``LambdaLR`` following the rendered ``scheduler`` block ``s`` with :func:`lr_factor`."""
+    import torch
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(
+        step, s["type"], s["warmup_steps"], s["total_steps"], s["min_lr_ratio"]))
+
+
 def lr_factor(step: int, kind: str, warmup: int, total: int, min_ratio: float) -> float:
     """Multiplier of the peak LR for optimizer step ``step`` (0-based), exactly as DeepSpeed's WarmupCosineLR,
     WarmupDecayLR and WarmupLR (linear warmup from 0) set it, so that a DDP, FSDP2 or Horovod run and a DeepSpeed

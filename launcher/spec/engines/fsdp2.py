@@ -15,4 +15,6 @@ SPEC = EngineSpec(
     sections=frozenset({"fsdp"}),
     defaults={"fsdp": FSDP()},
     payload="launcher.payload.train.engines.fsdp2",
+    # with CPUOffloadPolicy the shards (and their clip norm, digest) live on the CPU: gloo beside NCCL there
+    backends={"cpu": "gloo", "gpu": "cuda:nccl,cpu:gloo"},
 )

@@ -75,6 +75,15 @@ def load(name: str) -> tuple[EngineSpec, EngineModule]:
     return spec, spec.load("payload")
 
 
+def data_parallel_at(world_size: int, model_parallel: int, what: str) -> int:
+    """Data-parallel ranks at ``world_size`` (an elastic restart changed it) when ``model_parallel`` ranks split
+    the model (pipeline stages, tensor parallelism): it must divide the world."""
+    if world_size < model_parallel or world_size % model_parallel:
+        raise SystemExit(f"launchdeck: error: {world_size} rank(s) cannot keep {what} {model_parallel}: the world "
+                         "size must be a multiple of it")
+    return world_size // model_parallel
+
+
 def accum_for(global_batch: int, micro_batch: int, data_parallel: int) -> int:
     """grad_accum that keeps ``global_batch`` at ``data_parallel`` ranks (an elastic restart changed the world)."""
     per_step = micro_batch * data_parallel

@@ -8,11 +8,11 @@ import os
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from .. import schedule
 from ..comm import Comm, TorchComm
 from ..compression import Compressor
 from ..pipeline_model import lm_loss
 from ..runtime import Runtime
-from ..schedule import lr_factor
 from . import loads_anywhere, params_digest, training_at_world, training_shape
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
@@ -37,11 +37,10 @@ class DDPEngine:
         self.compressor = Compressor(config["compression"], model) if config.get("compression") else None
         self.results: dict = {}  # entries for result.json (what compression achieved)
         ids = [rt.local_rank] if rt.device.type == "cuda" else None
-        self.model = DistributedDataParallel(model.to(rt.device), device_ids=ids, **config["ddp"])
+        self.model = DistributedDataParallel(model.to(rt.device), device_ids=ids, **config["ddp"],
+                                             broadcast_buffers=self.compressor is None)  # masks: same everywhere
         self.optimizer = _optimizer(t["optimizer"], self.model.parameters(), rt.device.type == "cuda")
-        s = t["scheduler"]
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: lr_factor(
-            step, s["type"], s["warmup_steps"], s["total_steps"], s["min_lr_ratio"]))
+        self.scheduler = schedule.scheduler(self.optimizer, t["scheduler"])
         self.dtype = _DTYPES[t["precision"]]
         self.scaler = torch.amp.GradScaler(enabled=t["precision"] == "fp16")
 
@@ -54,7 +53,7 @@ class DDPEngine:
             self.compressor.before_step(step)
         accum, total = self.training["grad_accum"], 0.0
         for micro in range(accum):
-            inputs, labels = (t.to(self.device) for t in self.batches.get(step, micro))
+            inputs, labels = (t.to(self.device, non_blocking=True) for t in self.batches.get(step, micro))
             sync = contextlib.nullcontext() if micro == accum - 1 else self.model.no_sync()
             with sync, torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
                 loss = lm_loss(self.model(input_ids=inputs).logits, labels)
@@ -79,6 +78,9 @@ class DDPEngine:
 
     def load(self, directory: str) -> int:
         state = torch.load(os.path.join(directory, "state.pt"), map_location=self.device, weights_only=True)
+        if self.compressor is not None and not any("parametrizations" in key for key in state["model"]):
+            raise SystemExit(f"launchdeck: error: {directory} holds a compressed run's final, baked weights: it is "
+                             "the run's result, not a point to resume compression from")
         self.model.module.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])

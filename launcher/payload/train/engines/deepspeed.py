@@ -18,7 +18,7 @@ from ..comm import Comm, TorchComm
 from ..pipeline_model import lm_loss
 from ..resume import UNIVERSAL, Saved, to_universal
 from ..runtime import Runtime
-from . import TrainShape, accum_for, params_digest
+from . import TrainShape, accum_for, data_parallel_at, params_digest
 
 TAG = "state"
 
@@ -37,7 +37,7 @@ def shape(config: dict) -> TrainShape:
 def at_world(config: dict, world_size: int) -> dict:
     """The config at ``world_size`` ranks (an elastic restart changed it): the same global batch, grad_accum
     solved again; DeepSpeed itself checks the three batch keys against the world it finds."""
-    data_parallel = world_size // (_stages(config) * _autotp(config))
+    data_parallel = data_parallel_at(world_size, _stages(config) * _autotp(config), "model-parallel degree")
     micro, wanted = config["train_micro_batch_size_per_gpu"], config["train_batch_size"]
     if micro * config["gradient_accumulation_steps"] * data_parallel == wanted:
         return config
@@ -49,6 +49,10 @@ def resumable(config: dict, checkpoint: Path, saved: Saved | None, rt: Runtime, 
     through DeepSpeed's universal checkpoint (converted once, by rank 0, while the others wait)."""
     stages, tp = _stages(config), _autotp(config)
     now = rt.world_size // (stages * tp)
+    split = saved.world_size // saved.data_parallel_size if saved else stages * tp  # ranks per model replica
+    if split != stages * tp:
+        raise SystemExit(f"launchdeck: error: {checkpoint} was saved with {split} model-parallel rank(s) per "
+                         f"replica (pipeline stages × AutoTP); this run has {stages * tp}")
     partitioned = any((checkpoint / TAG).glob("*optim_states.pt"))  # ZeRO 1-3 (stage 0 keeps one full state)
     if saved is None or saved.data_parallel_size == now or not partitioned:
         return config
@@ -113,7 +117,7 @@ class DeepSpeedEngine:
     def train_step(self, step: int) -> float:
         engine, losses = self.engine, []
         for micro in range(engine.gradient_accumulation_steps()):
-            inputs, labels = (t.to(engine.device) for t in self.batches.get(step, micro))
+            inputs, labels = (t.to(engine.device, non_blocking=True) for t in self.batches.get(step, micro))
             loss = lm_loss(engine(input_ids=inputs).logits, labels)
             engine.backward(loss)
             engine.step()

@@ -14,11 +14,12 @@ from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, Offlo
 from torch.distributed.tensor import DTensor
 from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
 
+from .. import schedule
 from ..comm import Comm, TorchComm
 from ..pipeline_model import lm_loss
 from ..runtime import Runtime
-from ..schedule import lr_factor
-from . import accum_for, loads_anywhere, params_digest, training_shape
+from . import accum_for, data_parallel_at, loads_anywhere, params_digest, training_shape
+from .ddp import _optimizer
 
 SHARDS = "dcp"  # the checkpoint's sharded model and optimizer (torch.distributed.checkpoint)
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
@@ -52,9 +53,7 @@ class FSDP2Engine:
         self.model = _shard(model, mesh["dp"], f, t["precision"], rt)
         self.optimizer = _optimizer(t["optimizer"], self.model.parameters(), rt.device.type == "cuda" and not
                                     f["offload"])
-        s = t["scheduler"]
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: lr_factor(
-            step, s["type"], s["warmup_steps"], s["total_steps"], s["min_lr_ratio"]))
+        self.scheduler = schedule.scheduler(self.optimizer, t["scheduler"])
 
     @property
     def module(self) -> torch.nn.Module:
@@ -63,7 +62,7 @@ class FSDP2Engine:
     def train_step(self, step: int) -> float:
         accum, total = self.training["grad_accum"], 0.0
         for micro in range(accum):
-            inputs, labels = (t.to(self.device) for t in self.batches.get(step, micro))
+            inputs, labels = (t.to(self.device, non_blocking=True) for t in self.batches.get(step, micro))
             self.model.set_requires_gradient_sync(micro == accum - 1)  # reduce-scatter once per step
             loss = lm_loss(self.model(input_ids=inputs).logits, labels)
             (loss / accum).backward()
@@ -141,18 +140,12 @@ def _full(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.full_tensor() if isinstance(tensor, DTensor) else tensor
 
 
-def _optimizer(o: dict, params, fused: bool) -> torch.optim.Optimizer:
-    cls = torch.optim.AdamW if o["type"] == "adamw" else torch.optim.Adam
-    return cls(params, lr=o["lr"], betas=tuple(o["betas"]), eps=o["eps"], weight_decay=o["weight_decay"],
-               fused=fused or None)
-
-
 def at_world(config: dict, world_size: int) -> dict:
     """The config at ``world_size`` ranks: the data-parallel size changes, tensor parallelism stays."""
     f, t = config["fsdp"], config["training"]
     if t["world_size"] == world_size:
         return config
-    dp = world_size // f["tp"]
+    dp = data_parallel_at(world_size, f["tp"], "fsdp.tp")
     accum = accum_for(t["global_batch"], t["micro_batch"], dp)
     return {**config, "fsdp": {**f, "mesh": {"dp": dp, "tp": f["tp"]}},
             "training": {**t, "grad_accum": accum, "world_size": world_size, "data_parallel_size": dp}}

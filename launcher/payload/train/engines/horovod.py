@@ -7,10 +7,10 @@ import os
 import horovod.torch as hvd
 import torch
 
+from .. import schedule
 from ..comm import Comm, HorovodComm
 from ..pipeline_model import lm_loss
 from ..runtime import Runtime
-from ..schedule import lr_factor
 from . import loads_anywhere, params_digest, training_at_world, training_shape
 from .ddp import _DTYPES, _optimizer
 
@@ -41,9 +41,7 @@ class HorovodEngine:
             op={"Average": hvd.Average, "Adasum": hvd.Adasum, "Sum": hvd.Sum}[w["op"]],
             backward_passes_per_step=w["backward_passes_per_step"],
             gradient_predivide_factor=w["gradient_predivide_factor"])
-        s = t["scheduler"]
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: lr_factor(
-            step, s["type"], s["warmup_steps"], s["total_steps"], s["min_lr_ratio"]))
+        self.scheduler = schedule.scheduler(self.optimizer, t["scheduler"])
         self.dtype = _DTYPES[t["precision"]]
 
     @property
@@ -53,7 +51,7 @@ class HorovodEngine:
     def train_step(self, step: int) -> float:
         accum, total = self.training["grad_accum"], 0.0
         for micro in range(accum):
-            inputs, labels = (t.to(self.device) for t in self.batches.get(step, micro))
+            inputs, labels = (t.to(self.device, non_blocking=True) for t in self.batches.get(step, micro))
             with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
                 loss = lm_loss(self.model(input_ids=inputs).logits, labels)
             (loss / accum).backward()
