@@ -22,7 +22,9 @@ WORLDS = [1, 2, 8, 64]
 @pytest.mark.parametrize("name", DEEPSPEED)
 def test_catalog_renders_and_deepspeed_accepts_it(name, world):
     strategy = load_strategy(name)
-    if strategy.pipeline and world < strategy.pipeline.stages:
+    split = strategy.pipeline.stages if strategy.pipeline else \
+        strategy.tensor_parallel.autotp_size if strategy.tensor_parallel else 1  # ranks per model replica
+    if world < split:
         with pytest.raises(RenderError, match="needs at least 2 ranks"):
             render(strategy, Cluster(world))
         return

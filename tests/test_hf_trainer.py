@@ -22,7 +22,9 @@ def test_trainer_fills_every_auto(name, tmp_path):
     args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, per_device_train_batch_size=3,
                              gradient_accumulation_steps=2, learning_rate=1e-4, bf16=True, max_grad_norm=0.5,
                              warmup_steps=5, report_to=[])
-    hf = HfTrainerDeepSpeedConfig(render(load_strategy(name), Cluster(1), hf=True).config)
+    strategy = load_strategy(name)
+    world = strategy.tensor_parallel.autotp_size if strategy.tensor_parallel else 1  # the fewest ranks it runs on
+    hf = HfTrainerDeepSpeedConfig(render(strategy, Cluster(world), hf=True).config)
     hf.trainer_config_process(args)
     model = types.SimpleNamespace(config=types.SimpleNamespace(hidden_size=64))
     hf.trainer_config_finalize(args, model, num_training_steps=50)

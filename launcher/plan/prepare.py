@@ -180,7 +180,7 @@ def _context(req: LaunchRequest, transport: str, shape: _Shape, rendered: Render
     return common.ClusterContext(
         totals=shape.totals, slots=shape.slots, command=command, env=common.cluster_env(env, req.network_interface),
         run_dir=run_dir, config_path=config_path, strategy=rendered.strategy.name, engine=rendered.engine,
-        master_addr=master, master_port=common.choose_port(master, run_dir, req.master_port),
+        master_addr=master, master_port=common.choose_port(master, run_dir, req.master_port, req.attempt),
         rendezvous_host=rendezvous, cpu=shape.cpu, ssh_port=req.ssh_port, ssh_key=req.ssh_key,
         network_interface=req.network_interface, hang_timeout=req.hang_timeout,
         heartbeat_timeout=req.heartbeat_timeout, stall_timeout=req.stall_timeout, max_restarts=req.max_restarts,
@@ -194,8 +194,8 @@ def rank_command(req: LaunchRequest, rendered: RenderedConfig, run_dir: str, con
     s, spec = rendered.strategy, engines.get(rendered.engine)
     env = {"LAUNCHDECK_CONFIG": config_path, "LAUNCHDECK_ENGINE": s.engine, "LAUNCHDECK_STRATEGY": s.name,
            "LAUNCHDECK_RUN_DIR": run_dir}
-    if req.max_restarts:  # a restart's own number comes with --env (launcher.run.restarts)
-        env["LAUNCHDECK_ATTEMPT"] = "1"
+    if req.max_restarts:  # which attempt this is: launcher.run.restarts counts them
+        env["LAUNCHDECK_ATTEMPT"] = str(req.attempt)
     if req.stall_timeout != 0:  # where ranks keep their progress records (launcher.node.progress)
         env[progress.ENV] = str(Path(run_dir) / "progress")
     if cpu:

@@ -48,6 +48,7 @@ class LaunchRequest:
     ssh_key: str | None = None
     network_interface: str | None = None
     env: tuple[str, ...] = ()  # --env NAME=VALUE for every rank on every host
+    attempt: int = 1  # with --max-restarts: which attempt this is (LAUNCHDECK_ATTEMPT; a restart's own port)
     hang_timeout: float = 5.0  # seconds a rank may stay stopped before it is killed (0: never)
     heartbeat_timeout: float = 10.0  # seconds an agent may stay silent before its node counts as lost
     stall_timeout: float | None = None  # seconds no rank may make progress (None: adaptive; 0: never)

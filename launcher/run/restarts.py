@@ -155,7 +155,7 @@ def _restart_request(request: LaunchRequest, run_dir: Path, number: int) -> Laun
     drills; the node count is checked against --min-nodes here, not by ``prepare``."""
     resume = str(run_dir) if has_checkpoint(run_dir) else request.resume
     return dataclasses.replace(request, run_dir=str(run_dir), resume=resume, crash_at=None, stall_at=None,
-                               min_nodes=None, env=(*request.env, f"LAUNCHDECK_ATTEMPT={number}"))
+                               min_nodes=None, attempt=number)
 
 
 def _without(request: LaunchRequest, prepared: Prepared, left_out: dict[str, str]) -> Prepared:

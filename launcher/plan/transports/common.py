@@ -113,14 +113,15 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def choose_port(master: str, run_dir: str, requested: int | None) -> int:
+def choose_port(master: str, run_dir: str, requested: int | None, attempt: int = 1) -> int:
     """--master-port, else a port the kernel reports free when the master is this machine, else a port
-    drawn (seeded by the run) from 20000-29999, below the ephemeral range; `doctor` checks it remotely."""
+    drawn (seeded by the run and the attempt: a restart never waits for the port its predecessor's agent is
+    still releasing) from 20000-29999, below the ephemeral range; `doctor` checks it remotely."""
     if requested:
         return requested
     if is_this_machine(master):
         return free_port()
-    return random.Random(run_dir).randrange(*REMOTE_PORT_RANGE)
+    return random.Random(run_dir if attempt == 1 else f"{run_dir}#{attempt}").randrange(*REMOTE_PORT_RANGE)
 
 
 def python() -> str:
