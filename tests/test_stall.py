@@ -147,12 +147,16 @@ def test_the_agent_carries_only_the_ranks_that_moved(tmp_path):
 
 
 BLOCKED = textwrap.dedent("""
-    import os, sys, threading
+    import os, sys, threading, time
     from launcher.node import progress
     reporter = progress.from_env()
     reporter.begin(3)
-    def blocked_here():
+    def ready_once_blocked(main):  # "ready" only once the main thread really waits: its stack is the test's
+        while sys._current_frames()[main].f_code.co_name != "wait":
+            time.sleep(0.01)
         print("ready", flush=True)
+    def blocked_here():
+        threading.Thread(target=ready_once_blocked, args=(threading.get_ident(),), daemon=True).start()
         threading.Event().wait()
     blocked_here()
 """)
