@@ -30,7 +30,7 @@ IN_FLIGHT_LAYERS = 2  # gathered at once with reshard_after_forward: the layer c
 def estimate(rendered: RenderedConfig, work: Workload) -> Breakdown:
     """One rank of FSDP2 (× tensor parallel)."""
     f, t = rendered.config["fsdp"], rendered.config["training"]
-    m, dp, tp = work.model, f["mesh"]["dp"], f["tp"]
+    m, dp, tp = work.model, rendered.data_parallel_size, f["tp"]
     p = 2 if t["precision"] == "bf16" else 4
     share = _local(m, tp) // dp + 1  # this rank's shard of the parameters (rounded up)
     params, grads, optimizer = 4 * share, 4 * share, 8 * share

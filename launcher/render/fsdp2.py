@@ -21,7 +21,7 @@ def render(strategy: Strategy, cluster: Cluster, *, hf: bool = False) -> Rendere
     batch = solve(strategy.training, dp)
     config = {
         "engine": strategy.engine,
-        "fsdp": {**dataclasses.asdict(fsdp), "mesh": {"dp": dp, "tp": fsdp.tp}},
+        "fsdp": dataclasses.asdict(fsdp),  # the mesh: (training.data_parallel_size, fsdp.tp)
         "training": training_block(strategy, batch, cluster.world_size),
     }
     return RenderedConfig(strategy, cluster, config, dp)

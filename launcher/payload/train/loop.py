@@ -47,8 +47,8 @@ class Context:
         self.loaders.append(Loader(made, self.steps, self.data_workers, self.prefetch, pin))
         return self.loaders[-1]
 
-    def input_wait_s(self) -> float:
-        """Seconds this rank waited for its data, its loaders stopped (call once, at the end)."""
+    def stop_loaders(self) -> float:
+        """Stop every loader's workers (at the end); the seconds this rank waited for its data in all."""
         for loader in self.loaders:
             loader.close()
         return sum(loader.wait_s for loader in self.loaders)
@@ -97,7 +97,7 @@ def train(args, started: float) -> int:
             reporter.saving()
             save(engine, ckpt_root, done, rt, comm, drills)
     reporter.finished()
-    _finish(args, engine, meter, rt, start, comm, probe, context.input_wait_s())
+    _finish(args, engine, meter, rt, start, comm, probe, context.stop_loaders())
     return 0
 
 

@@ -43,7 +43,7 @@ class FSDP2Engine:
     def __init__(self, config: dict, model: torch.nn.Module, context):
         f, t, rt = config["fsdp"], config["training"], context.runtime
         self.training, self.device = t, rt.device
-        mesh = init_device_mesh(rt.device.type, (f["mesh"]["dp"], f["tp"]), mesh_dim_names=("dp", "tp"))
+        mesh = init_device_mesh(rt.device.type, (t["data_parallel_size"], f["tp"]), mesh_dim_names=("dp", "tp"))
         self.data_parallel_rank, self.data_parallel_size = mesh["dp"].get_local_rank(), mesh["dp"].size()
         self.batches = context.batches(self.data_parallel_rank, self.data_parallel_size)  # tp ranks: same data
         if f["tp"] > 1:
@@ -147,8 +147,7 @@ def at_world(config: dict, world_size: int) -> dict:
         return config
     dp = data_parallel_at(world_size, f["tp"], "fsdp.tp")
     accum = accum_for(t["global_batch"], t["micro_batch"], dp)
-    return {**config, "fsdp": {**f, "mesh": {"dp": dp, "tp": f["tp"]}},
-            "training": {**t, "grad_accum": accum, "world_size": world_size, "data_parallel_size": dp}}
+    return {**config, "training": {**t, "grad_accum": accum, "world_size": world_size, "data_parallel_size": dp}}
 
 
 shape = training_shape  # the engine-neutral training block
