@@ -43,7 +43,7 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt $(TORCH_PIP_ARGS) torch
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev,ray]'
 	$(BIN)/python -m compileall -q launcher  # bytecode up front: launches start faster, also under PYTHONDONTWRITEBYTECODE
 	touch $@
 
@@ -59,7 +59,7 @@ system-deps:
 		apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
 
 test: $(STAMP) $(HOROVOD_STAMP)
-	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check launcher tests benchmarks

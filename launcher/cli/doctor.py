@@ -19,10 +19,11 @@ if TYPE_CHECKING:
 @click.command()
 @cluster_options
 @click.option("--cpu", is_flag=True, envvar="LAUNCHDECK_CPU", help="CPU ranks: no GPU checks.")
+@click.option("--nproc", type=click.IntRange(1), help="--launcher ray: workers of the all-reduce (default 2).")
 @click.option("--no-allreduce", is_flag=True, help="Only the per-host checks (what `launch` runs itself).")
 @click.option("--json", "as_json", is_flag=True, help="Every check as JSON.")
-def doctor(cluster: dict, cpu: bool, no_allreduce: bool, as_json: bool) -> None:
-    """Check every host of a hostfile before a launch.
+def doctor(cluster: dict, cpu: bool, nproc: int | None, no_allreduce: bool, as_json: bool) -> None:
+    """Check every host of a hostfile (or every node of a Ray cluster) before a launch.
 
     \b
     Per host, over ssh with the interpreter and directory a launch would use: ssh reachable,
@@ -32,12 +33,13 @@ def doctor(cluster: dict, cpu: bool, no_allreduce: bool, as_json: bool) -> None:
     Examples:
       launchdeck doctor --hostfile hosts
       launchdeck doctor --hostfile hosts --cpu --launcher openmpi --network-interface eth1
+      launchdeck doctor --launcher ray --ray-address head:6379 --cpu --nproc 4
     """
     from ..run import doctor as checks
 
-    if not cluster["hostfile"]:
-        raise click.UsageError("--hostfile is required")
-    report = checks.doctor(LaunchRequest("ddp", cpu=cpu, **cluster), allreduce=not no_allreduce)
+    if not cluster["hostfile"] and cluster["launcher"] != "ray":
+        raise click.UsageError("--hostfile is required (or --launcher ray [--ray-address HOST:PORT])")
+    report = checks.doctor(LaunchRequest("ddp", cpu=cpu, nproc=nproc, **cluster), allreduce=not no_allreduce)
     if as_json:
         click.echo(json.dumps({"ok": report.ok, "verdict": report.verdict,
                                "hosts": [asdict(c) | {"ok": c.ok} for c in report.hosts],

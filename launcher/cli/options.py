@@ -54,7 +54,10 @@ def cluster_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--exclude", help="All but these hosts/slots: host[:slot,slot]@host…"),
         click.option("--launcher", type=click.Choice(LAUNCHERS), envvar="LAUNCHDECK_LAUNCHER",
                      help="How ranks start: local (default), ssh (default with --hostfile), pdsh, openmpi, slurm, "
-                          "horovodrun, torchrun (print per-node commands)."),
+                          "horovodrun, torchrun (print per-node commands), ray (an existing Ray cluster)."),
+        click.option("--ray-address", envvar="LAUNCHDECK_RAY_ADDRESS",
+                     help="--launcher ray: the head's HOST:PORT, or 'auto' (default: the cluster this machine is a "
+                          "node of). --nproc sets the workers; one GPU each, or one CPU with --cpu."),
         click.option("--master-addr", help="Rendezvous host (default: the first host)."),
         click.option("--master-port", type=click.IntRange(1, 65535), help="Rendezvous port (default: a free one)."),
         click.option("--ssh-port", type=click.IntRange(1, 65535), help="ssh port on the hosts."),
@@ -75,5 +78,5 @@ def cluster_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-CLUSTER_FIELDS = ("hostfile", "include", "exclude", "launcher", "master_addr", "master_port", "ssh_port", "ssh_key",
-                  "network_interface", "env")
+CLUSTER_FIELDS = ("hostfile", "include", "exclude", "launcher", "ray_address", "master_addr", "master_port",
+                  "ssh_port", "ssh_key", "network_interface", "env")

@@ -11,6 +11,8 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Literal
 
+PLACED_BY_CLUSTER = "(placed by the cluster)"  # a node whose host the cluster's scheduler picks at the start (Ray)
+
 
 @dataclass(frozen=True)
 class NodePlan:
@@ -69,6 +71,7 @@ class LaunchPlan:
     heartbeat_timeout: float = 10.0  # seconds an agent may stay silent before its node counts as lost
     stall_timeout: float | None = None  # seconds without progress before the job is stalled (None: adaptive, 0: never)
     remote_shell: list[str] = field(default_factory=list)
+    cluster_check: list[str] = field(default_factory=list)  # run before the start: exit 2 + one line if unfit
 
     def to_json(self) -> str:
         """Indented JSON with one line per node and per command: diffable, and fast for 10,000 nodes."""
@@ -83,8 +86,9 @@ class LaunchPlan:
 
     def describe(self) -> str:
         """Human-readable; every command is a copy-pasteable, shell-quoted line."""
+        meet = f"{self.master_addr}:{self.master_port}" if self.master_port else "chosen by rank 0 at the start"
         lines = [f"strategy {self.strategy} ({self.engine}) via {self.transport}: world size {self.world_size}, "
-                 f"rendezvous {self.master_addr}:{self.master_port}",
+                 f"rendezvous {meet}",
                  f"run record: {self.run_dir}", f"config: {self.config_path}"]
         for node in self.nodes:
             lines.append(f"[{node.host}] ranks {_span(node.ranks)} in {node.cwd}")

@@ -25,7 +25,7 @@ from ..render.batch import data_parallel_size, solve
 from ..spec import engines, models
 from ..spec.catalog import load_strategy
 from ..spec.strategy import Strategy
-from .model import LaunchPlan
+from .model import PLACED_BY_CLUSTER, LaunchPlan
 from .request import LaunchRequest, with_steps
 from .resume import find_resume_source
 from .transports import common, planner
@@ -60,7 +60,7 @@ class _Shape:
 def prepare(req: LaunchRequest) -> Prepared:
     """Decide ranks and accelerator, render the strategy, and plan the transport."""
     transport = transport_of(req)
-    shape = _local_shape(req) if transport == "local" else _cluster_shape(req, transport)
+    shape = _shape(req, transport)
     check_restarts(req, len(shape.slots))
     strategy, notices = _strategy(req, shape.cpu)
     spec = engines.get(strategy.engine)
@@ -78,6 +78,26 @@ def prepare(req: LaunchRequest) -> Prepared:
 def transport_of(req: LaunchRequest) -> str:
     """--launcher, else ssh with a hostfile, else this machine ("local")."""
     return req.launcher or ("ssh" if req.hostfile else "local")
+
+
+def _shape(req: LaunchRequest, transport: str) -> _Shape:
+    if req.ray_address and transport != "ray":
+        raise LaunchdeckError("--ray-address names the Ray cluster of --launcher ray")
+    if transport == "ray":
+        return _ray_shape(req)
+    return _local_shape(req) if transport == "local" else _cluster_shape(req, transport)
+
+
+def _ray_shape(req: LaunchRequest) -> _Shape:
+    """--launcher ray: --nproc workers (default 2), wherever Ray places them; one GPU each unless --cpu."""
+    if req.hostfile or req.include or req.exclude:
+        raise LaunchdeckError("--launcher ray: Ray places the workers on its own nodes; drop --hostfile, "
+                              "--include and --exclude")
+    if req.master_addr or req.master_port:
+        raise LaunchdeckError("--launcher ray: rank 0's worker picks the rendezvous on its node; drop "
+                              "--master-addr/--master-port")
+    world = req.nproc or DEFAULT_CPU_RANKS
+    return _Shape({PLACED_BY_CLUSTER: world}, {PLACED_BY_CLUSTER: list(range(world))}, cpu=req.cpu, here=False)
 
 
 def _local_shape(req: LaunchRequest) -> _Shape:
@@ -184,8 +204,8 @@ def _context(req: LaunchRequest, transport: str, shape: _Shape, rendered: Render
         rendezvous_host=rendezvous, cpu=shape.cpu, ssh_port=req.ssh_port, ssh_key=req.ssh_key,
         network_interface=req.network_interface, hang_timeout=req.hang_timeout,
         heartbeat_timeout=req.heartbeat_timeout, stall_timeout=req.stall_timeout, max_restarts=req.max_restarts,
-        min_nodes=req.min_nodes,
-        extra={"horovodrun": rendered.config.get("horovodrun", [])})
+        min_nodes=req.min_nodes, ray_address=req.ray_address, ray_runner=engines.get(rendered.engine).ray_runner,
+        extra={"horovodrun": rendered.config.get("horovodrun", []), "engine_env": rendered.config.get("env", {})})
 
 
 def rank_command(req: LaunchRequest, rendered: RenderedConfig, run_dir: str, config_path: str,

@@ -42,6 +42,7 @@ class LaunchRequest:
     include: str | None = None
     exclude: str | None = None
     launcher: str | None = None  # the transport (--launcher)
+    ray_address: str | None = None  # --launcher ray: the head's HOST:PORT, or "auto" (the cluster this machine is in)
     master_addr: str | None = None
     master_port: int | None = None
     ssh_port: int | None = None

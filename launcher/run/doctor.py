@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +43,8 @@ def doctor(request: LaunchRequest, *, allreduce: bool = True) -> DoctorReport:
     request = dataclasses.replace(request, strategy="ddp", script=("-m", entrypoints.ALLREDUCE),
                                   run_dir=request.run_dir or str(new_run_dir(request.runs_root, "doctor")))
     prepared = prepare(request)
+    if prepared.plan.cluster_check:
+        return _cluster_doctor(prepared, allreduce)
     if not prepared.plan.remote_shell:
         raise LaunchdeckError("--launcher: doctor checks hosts over ssh: use ssh, pdsh, openmpi or horovodrun")
     found = preflight.check_hosts(prepared.plan, cpu=request.cpu)
@@ -48,6 +52,29 @@ def doctor(request: LaunchRequest, *, allreduce: bool = True) -> DoctorReport:
     reduced = _allreduce(prepared) if ready and allreduce else None
     ok, line = verdict(found, reduced)
     return DoctorReport(found, reduced, ok, line)
+
+
+def _cluster_doctor(prepared: Prepared, allreduce: bool) -> DoctorReport:
+    """A cluster with a check of its own (Ray): its nodes and versions, then the all-reduce through it."""
+    plan = prepared.plan
+    with tempfile.TemporaryDirectory() as tmp:  # no run record yet: the nodes need not see this copy
+        job = Path(tmp) / Path(plan.cluster_check[-1]).name
+        job.write_text(plan.files[plan.cluster_check[-1]])
+        started = time.monotonic()
+        try:
+            facts = preflight.check_cluster(plan, [*plan.cluster_check[:-1], str(job), "--no-shared"])
+        except LaunchdeckError as error:
+            return DoctorReport([], None, False, f"doctor: the {plan.transport} cluster is not ready: {error}")
+    found = [_node_check(node, facts["facts"], time.monotonic() - started) for node in facts["nodes"]]
+    reduced = _allreduce(prepared) if allreduce else None
+    ok, line = verdict(found, reduced)
+    return DoctorReport(found, reduced, ok, line)
+
+
+def _node_check(node: dict, facts: dict, seconds: float) -> HostCheck:
+    """A cluster node as a row of the doctor's table (a node with no room for a worker has no versions)."""
+    versions = facts.get(node["ip"], {}).get("versions", {})
+    return HostCheck(node["ip"], int(node["cpu"]), seconds, {**versions, "gpus": int(node["gpu"])} if versions else {})
 
 
 def _allreduce(prepared: Prepared) -> AllreduceCheck:

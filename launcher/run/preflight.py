@@ -24,6 +24,7 @@ from ..plan.transports.common import is_this_machine
 from ..spec import engines
 
 PROBE_TIMEOUT_S = 30.0
+CLUSTER_CHECK_TIMEOUT_S = 60.0  # the check keeps its own deadlines; this is for a check that hangs
 NO_DIRECTORY, NO_INTERPRETER, NOT_SHARED = 97, 98, 99  # the probe line's own exit codes, before Python starts
 
 
@@ -126,13 +127,34 @@ def check_runnable(plan: LaunchPlan) -> None:
 
 
 def needs_preflight(plan: LaunchPlan) -> bool:
-    """Plans that reach other hosts over ssh (Slurm checks its own nodes; one machine needs no ssh)."""
+    """Plans with a cluster check of their own (Ray), and plans that reach other hosts over ssh (Slurm checks its
+    own nodes; one machine needs no ssh)."""
+    if plan.cluster_check:
+        return True
     return bool(plan.remote_shell) and not all(is_this_machine(node.host) for node in plan.nodes)
+
+
+def check_cluster(plan: LaunchPlan, argv: list[str] | None = None) -> dict:
+    """The transport's own check of its cluster (:mod:`launcher.raycluster.check`; ``argv``: another form of
+    it): its facts, or its one line as the error."""
+    try:
+        done = subprocess.run(argv or plan.cluster_check, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                              timeout=CLUSTER_CHECK_TIMEOUT_S, cwd=plan.nodes[0].cwd)
+    except subprocess.TimeoutExpired:
+        raise LaunchdeckError(f"--launcher {plan.transport}: the cluster check gave no answer within "
+                              f"{CLUSTER_CHECK_TIMEOUT_S:g} s") from None
+    if done.returncode:
+        last = (done.stderr.strip().splitlines() or [f"the cluster check exited with code {done.returncode}"])[-1]
+        raise LaunchdeckError(last.removeprefix("launchdeck: "))
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def preflight(plan: LaunchPlan, *, cpu: bool) -> None:
     """Refuse to start when a host cannot run the plan; one line naming the first problem. The run record's
     inputs are written by now: every host must read the config where the plan says it is."""
+    if plan.cluster_check:
+        check_cluster(plan)
+        return
     failed = [c for c in check_hosts(plan, cpu=cpu, shared=plan.config_path) if not c.ok]
     if failed:
         more = f" (and {len(failed) - 1} more host(s))" if len(failed) > 1 else ""

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..node import events, torchrun_failures
 from ..node.progress import Position
-from ..plan.model import LaunchPlan
+from ..plan.model import PLACED_BY_CLUSTER, LaunchPlan
 from .stall import STALLED, Stall, StallWatch, describe
 
 START_TIMEOUT_S = 120.0  # an agent that never reports within this long never started
@@ -89,6 +89,7 @@ class Watch:
         rank = event.get("rank")
         if kind == "start":
             self.pids[agent] = event["pid"]
+            self._placed(agent, event.get("host"))
         elif kind == "beat":
             self._progress(event.get("progress"), now)
         elif kind == "gone":
@@ -188,6 +189,13 @@ class Watch:
              output: tuple[str, ...] = (), stacks: tuple[str, ...] = ()) -> None:
         if not self.frozen:
             self.candidates.append(Candidate(t, host, rank, code, reason, output, stacks))
+
+    def _placed(self, agent: str, host: object) -> None:
+        """Where the cluster placed an agent the plan could not name a host for (Ray): as its start says."""
+        if self.hosts[agent] == PLACED_BY_CLUSTER and isinstance(host, str) and host:
+            self.hosts[agent] = host
+            if (rank := events.rank_of(agent)) is not None:
+                self.rank_hosts[rank] = host
 
     def _host(self, agent: str, rank: int | None) -> str:
         return self.rank_hosts.get(rank, self.hosts[agent]) if rank is not None else self.hosts[agent]

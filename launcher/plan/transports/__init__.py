@@ -22,6 +22,7 @@ PLANNERS = {  # transport -> "module:function" planning it
     "slurm": "slurm:plan_slurm",
     "horovodrun": "horovodrun:plan_horovodrun",
     "torchrun": "torchrun:plan_torchrun",
+    "ray": "ray:plan_ray",
 }
 LAUNCHERS = tuple(PLANNERS)  # the --launcher choices
 

@@ -11,6 +11,7 @@ import socket
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Literal
 
 from ... import entrypoints
 from ...errors import LaunchdeckError
@@ -55,6 +56,8 @@ class ClusterContext:
     min_nodes: int | None = None  # the fewest nodes an elastic rendezvous goes on with (default: all)
     elastic: bool = False  # each node's torchrun meets the others through c10d and owns the restarts
     interpreter: str = field(default_factory=lambda: sys.executable)  # the Python each node's torchrun runs on
+    ray_address: str | None = None  # --ray-address: the Ray cluster's head (None: the one this machine is in)
+    ray_runner: Literal["torch", "horovod"] = "torch"  # how Ray starts the engine's ranks (its registry entry)
 
     @property
     def world_size(self) -> int:
@@ -260,10 +263,10 @@ def one_command(name: str, argv: list[str], agents: dict[str, str]) -> Command:
 
 def make_plan(ctx: ClusterContext, transport: str, nodes: list[NodePlan], commands: list[Command],
               agents: dict[str, str], files: dict[str, str] | None = None,
-              remote_shell: list[str] | None = None) -> LaunchPlan:
+              remote_shell: list[str] | None = None, cluster_check: list[str] | None = None) -> LaunchPlan:
     return LaunchPlan(strategy=ctx.strategy, engine=ctx.engine, transport=transport, world_size=ctx.world_size,
                       master_addr=ctx.master_addr, master_port=ctx.master_port,
                       rendezvous_host=ctx.rendezvous_host, run_dir=ctx.run_dir, config_path=ctx.config_path,
                       nodes=nodes, commands=commands, files=files or {}, agents=agents,
                       heartbeat_timeout=ctx.heartbeat_timeout, stall_timeout=ctx.stall_timeout,
-                      remote_shell=remote_shell or [])
+                      remote_shell=remote_shell or [], cluster_check=cluster_check or [])

@@ -62,6 +62,7 @@ class EngineSpec:
     tunable: dict[str, Knob] = field(default_factory=dict)  # dotted knob -> range `tune --search bayes` explores
     backends: dict[str, str] = field(default_factory=lambda: {"cpu": "gloo", "gpu": "nccl"})
     local_launcher: Literal["torchrun", "horovodrun"] = "torchrun"  # how it starts on one machine
+    ray_runner: Literal["torch", "horovod"] = "torch"  # on Ray: Ray Train's TorchTrainer, or horovod.ray's RayExecutor
     config_flag: str | None = None  # appended with the config's path to a user's script (unless present)
     native_config: bool = False  # the rendered config is the engine's own file format (ds_configs/)
     hf_flavour: bool = False  # render --hf (the Hugging Face Trainer's "auto" config) applies

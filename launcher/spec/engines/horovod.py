@@ -28,6 +28,7 @@ SPEC = EngineSpec(
     defaults={"horovod": Horovod()},
     payload="launcher.payload.train.engines.horovod",
     local_launcher="horovodrun",
+    ray_runner="horovod",
     host_packages=("horovod",),
     k8s_kinds=("mpijob",),  # Horovod's ranks start under MPI
     missing_here=missing_here,
