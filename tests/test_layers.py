@@ -25,7 +25,8 @@ ALLOWED = {
     "render": {"spec"},
     "estimate": {"spec", "render"},
     "data": set(),
-    "plan": {"spec", "render", "cluster", "node", "data"},
+    "raycluster": set(),  # the Ray driver, its workers, the cluster check: programs of their own
+    "plan": {"spec", "render", "cluster", "node", "data", "raycluster"},  # raycluster.job only: see below
     "run": {"spec", "render", "cluster", "node", "plan"},
     "tune": {"spec", "render", "estimate", "cluster", "node", "plan", "run"},
     "report": set(),
@@ -35,6 +36,8 @@ ALLOWED = {
 FRAMEWORKS = {"torch", "deepspeed", "horovod", "transformers", "accelerate", "ray", "numpy"}
 # Outside the torch side, only DeepSpeed's own config parser (the render layer's oracle), inside a function.
 FRAMEWORK_EXCEPTIONS = {"render/deepspeed_check.py"}
+FRAMEWORK_SIDES = {"payload", "raycluster"}  # the torch side, and the Ray programs (ray, torch, horovod.ray)
+RAY_JOB = "raycluster/job.py"  # the one raycluster module the plan imports: stdlib only
 THIRD_PARTY = {"yaml": {"spec", "tune", "cli"}, "click": {"cli"}, "hostlist": {"cluster"}, "optuna": {"tune"},
                "matplotlib": {"report"}}
 
@@ -97,7 +100,7 @@ def framework_imports(root: Path) -> list[str]:
     wrong = []
     for path in modules(root):
         relative = path.relative_to(root).as_posix()
-        if layer_of(path, root) == "payload" or relative in FRAMEWORK_EXCEPTIONS:
+        if (layer_of(path, root) in FRAMEWORK_SIDES and relative != RAY_JOB) or relative in FRAMEWORK_EXCEPTIONS:
             continue
         wrong += [f"{relative}:{line} imports {module}" for module, line in imports(path, root)
                   if module.split(".")[0] in FRAMEWORKS]
@@ -117,6 +120,15 @@ def test_node_imports_only_the_standard_library():
             if top not in sys.stdlib_module_names and not module.startswith("launcher.node"):
                 wrong.append(f"{path.relative_to(ROOT)}:{line} imports {module}")
     assert not wrong, "\n".join(wrong)
+
+
+def test_the_plan_imports_only_the_stdlib_ray_job():
+    """Planning a Ray launch never imports ray: the plan layer reaches raycluster only through its job file."""
+    reached = {module for path in (ROOT / "plan").rglob("*.py") for module, _ in imports(path)
+               if target_layer(module) == "raycluster"}
+    assert reached == {"launcher.raycluster.job"}
+    job = [module for module, _ in imports(ROOT / RAY_JOB) if module.split(".")[0] not in sys.stdlib_module_names]
+    assert job == []
 
 
 def test_frameworks_are_imported_only_on_the_torch_side():
@@ -167,7 +179,8 @@ def test_the_checks_see_a_violation(tmp_path):
     assert framework_imports(root) == ["node/probe.py:2 imports torch"]
 
 
-@pytest.mark.parametrize("name", ["AGENT", "PROBE", "REAP", "STACKS", "PAYLOAD", "ALLREDUCE", "CLI"])
+@pytest.mark.parametrize("name", ["AGENT", "PROBE", "REAP", "STACKS", "PAYLOAD", "ALLREDUCE", "RAY_DRIVER", "RAY_CHECK",
+                                  "CLI"])
 def test_every_entrypoint_is_a_runnable_module(name):
     module = getattr(entrypoints, name)
     spec = importlib.util.find_spec(module)
