@@ -19,7 +19,7 @@ SMOKE_STEPS ?= 12
 # Debian packages the multi-host and Slurm tests run for real (fake hosts need root: network namespaces).
 SYSTEM_PACKAGES := iproute2 openssh-server openssh-client pdsh openmpi-bin slurm-wlm munge procps
 
-.PHONY: install horovod system-deps test lint configs launch smoke bench bench-overhead bench-memory bench-cluster bench-stall stress clean help
+.PHONY: install horovod system-deps test lint configs launch smoke bench bench-overhead bench-memory bench-cluster bench-stall bench-ray stress clean help
 
 help:
 	@echo "make install   create $(VENV) with pinned torch/deepspeed/transformers and launchdeck (editable)"
@@ -36,6 +36,7 @@ help:
 	@echo "make stress         trial loops (same-instant launches, Ctrl-C of one of two, kill -9 here and on 2 fake hosts) and a long fuzz; ARGS='--trials 20'"
 	@echo "make bench-stall    (root) --stall-at drills here and on 2 fake hosts, 10 runs with no false stall, heartbeat cost"
 	@echo "make bench-cluster  (root) every transport across 2 fake hosts, teardown times, Slurm -> runs/bench-cluster-*/"
+	@echo "make bench-ray      (root) a Ray cluster on 2 fake hosts: training, launch overhead vs ssh, memory per node"
 
 install: $(STAMP)
 
@@ -59,7 +60,7 @@ system-deps:
 		apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
 
 test: $(STAMP) $(HOROVOD_STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup --durations=30 $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check launcher tests benchmarks
@@ -85,6 +86,9 @@ bench-memory: $(STAMP) $(HOROVOD_STAMP)
 
 bench-cluster: $(STAMP) $(HOROVOD_STAMP) system-deps
 	$(BIN)/python benchmarks/cluster.py
+
+bench-ray: $(STAMP) $(HOROVOD_STAMP) system-deps
+	$(BIN)/python benchmarks/ray_transport.py
 
 bench-stall: $(STAMP) system-deps
 	$(BIN)/python benchmarks/stall.py $(ARGS)

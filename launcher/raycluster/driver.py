@@ -15,6 +15,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from pathlib import Path
 from types import FrameType
 
@@ -39,11 +40,13 @@ class Relay:
         self.address = (host, self.server.getsockname()[1])
         self.lock = threading.Lock()
         self.pumps: list[threading.Thread] = []
+        self.first: float | None = None  # when the first worker connected: Ray had placed and started it
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
         while True:
             conn, _ = self.server.accept()
+            self.first = self.first or time.monotonic()
             pump = threading.Thread(target=self._pump, args=(conn,), daemon=True)
             self.pumps.append(pump)
             pump.start()
@@ -123,10 +126,13 @@ def main(argv: list[str] | None = None) -> int:
     job = RayJob.read((argv or sys.argv[1:])[0])
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, _cancel)
+    began = time.monotonic()
     try:
         relay = Relay(attach(job.address, job.network_interface))
+        attached = time.monotonic()
         RUNNERS[job.runner](job, relay.address)
         relay.drain()
+        print(f"{PREFIX}{_phases(began, attached, relay.first, time.monotonic())}", file=sys.stderr, flush=True)
         return 0
     except Cancelled as stop:
         print(f"{PREFIX}{stop}: cancelling this job's workers on the cluster", file=sys.stderr, flush=True)
@@ -137,6 +143,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         _shutdown()
+
+
+def _phases(began: float, attached: float, first: float | None, done: float) -> str:
+    """Where the driver's time went: attaching, Ray placing and starting the workers, the ranks' run."""
+    placed = f"first worker up {first - attached:.1f} s later, " if first else ""
+    return f"attached in {attached - began:.1f} s, {placed}done {done - (first or attached):.1f} s after that"
 
 
 def _shutdown() -> None:
