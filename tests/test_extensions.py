@@ -31,3 +31,20 @@ def test_a_local_launch_builds_in_this_interpreters_root(cli, monkeypatch):
     result = cli("launch", "zero2", "--cpu", "--dry-run", "--json")
     assert result.exit_code == 0
     assert f'"{extensions.ENV}": "{extensions.build_root()}"' in result.stdout
+
+
+def test_after_a_failed_job_only_the_locks_nobody_holds_are_swept(tmp_path):
+    """A failed job's ranks are gone, so their build locks are stale; another job's build, running meanwhile
+    (it keeps its lock file open, as torch's FileBaton does), keeps its lock."""
+    started = time.time() - 1
+    ours, theirs = tmp_path / "cpu_adam" / "lock", tmp_path / "shm_comm" / "lock"
+    for lock in (ours, theirs):
+        lock.parent.mkdir()
+        lock.touch()
+    fd = os.open(theirs, os.O_RDONLY)
+    try:
+        assert extensions.sweep(str(tmp_path), since=started) == [ours]
+        assert theirs.exists()
+    finally:
+        os.close(fd)
+    assert extensions.sweep(str(tmp_path), since=started) == [theirs]

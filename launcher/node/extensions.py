@@ -43,7 +43,8 @@ def stale_locks(root: str, max_age: float = STALE_AFTER_S) -> list[Path]:
 
 
 def locks_since(root: str, since: float) -> list[Path]:
-    """Build locks under ``root`` made at or after ``since`` (epoch seconds): a stopped job's, once it is gone."""
+    """Build locks under ``root`` made at or after ``since`` (epoch seconds) that no process here holds open: a
+    stopped job's, once it is gone, and never the lock of another job's build still under way."""
     base = Path(root)
     found = []
     for lock in base.glob("*/lock") if base.is_dir() else []:
@@ -52,7 +53,20 @@ def locks_since(root: str, since: float) -> list[Path]:
                 found.append(lock)
         except OSError:
             continue
-    return found
+    return [lock for lock in found if not held(lock)] if found else []
+
+
+def held(lock: Path) -> bool:
+    """Whether a process of this machine has ``lock`` open: torch's FileBaton keeps its lock file open for as
+    long as the build runs."""
+    target = str(lock)
+    for fds in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            if any(os.readlink(fd) == target for fd in fds.iterdir()):
+                return True
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return False
 
 
 def sweep(root: str, max_age: float = STALE_AFTER_S, since: float | None = None) -> list[Path]:
