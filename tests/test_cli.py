@@ -82,12 +82,14 @@ def test_every_command_has_help_with_an_example(cli, command):
 
 @pytest.mark.parametrize("argv", [["--help"], ["render", "zero3", "--world-size", "8"], ["strategies"],
                                   ["show", "zeropp"], ["render", "horovod", "-n", "8"],
-                                  ["estimate", "--all", "--model", "1b", "-n", "64", "--gpu-memory", "80GiB"]])
+                                  ["estimate", "--all", "--model", "1b", "-n", "64", "--gpu-memory", "80GiB"],
+                                  ["launch", "zero2", "--launcher", "ray", "--ray-address", "10.0.0.1:6379", "--nproc",
+                                   "8", "--dry-run", "--run-dir", "/nonexistent/run"]])
 def test_fast_paths_import_no_torch(argv):
     probe = ("import sys; from launcher.cli import main\n"
              "try:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
              "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'deepspeed', 'transformers', "
-             "'numpy', 'pydantic'})\nassert not heavy, heavy")
+             "'numpy', 'pydantic', 'ray', 'horovod'})\nassert not heavy, heavy")
     done = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
 

@@ -25,7 +25,7 @@ ALLOWED = {
     "render": {"spec"},
     "estimate": {"spec", "render"},
     "data": set(),
-    "raycluster": set(),  # the Ray driver, its workers, the cluster check: programs of their own
+    "raycluster": {"node"},  # the Ray driver, its workers, the cluster check: programs of their own
     "plan": {"spec", "render", "cluster", "node", "data", "raycluster"},  # raycluster.job only: see below
     "run": {"spec", "render", "cluster", "node", "plan"},
     "tune": {"spec", "render", "estimate", "cluster", "node", "plan", "run"},

@@ -12,6 +12,8 @@ import json
 import math
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -67,10 +69,20 @@ def test_the_payload_trains_across_the_ray_head_and_worker(ray, tmp_path, strate
           f"first step after {r['time_to_first_step_s']:.1f} s, {time.monotonic() - began:.1f} s in all")
 
 
-def _training(ray, tmp_path: Path, strategy: str = "ddp"):
+# A user's script with no parent-death signal of its own: only its agent can stop it and its child.
+SLEEPER = """
+import subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+print("step 1: sleeping", flush=True)
+time.sleep(600)
+"""
+
+
+def _training(ray, tmp_path: Path, *script: str):
     run_dir = tmp_path / "run"
-    proc = start("launch", strategy, "--steps", "100000", "--set", "training.log_interval=1",
-                 *ray_args(ray, tmp_path), cwd=tmp_path, log=tmp_path / "launcher.out", env=ray.env())
+    what = ["--", *script] if script else ["--steps", "100000", "--set", "training.log_interval=1"]
+    proc = start("launch", "ddp", *ray_args(ray, tmp_path), *what, cwd=tmp_path, log=tmp_path / "launcher.out",
+                 env=ray.env())
     text = lambda: (run_dir / "logs" / "rank0.log").read_text(errors="replace")  # noqa: E731
     training = lambda: proc.poll() is not None or ((run_dir / "logs" / "rank0.log").is_file() and "step " in text())  # noqa: E731
     assert wait_for(training, 240, 0.3) and proc.poll() is None, (tmp_path / "launcher.out").read_text()[-3000:]
@@ -93,14 +105,39 @@ def test_a_killed_rank_ends_the_job_with_its_report_and_leaves_nothing_on_either
     print(f"ray: rank 1 killed on {host.name}: reported and nothing left after {ended_s:.2f} s")
 
 
-def test_ctrl_c_cancels_the_job_on_the_cluster(ray, tmp_path):
-    proc, run_dir = _training(ray, tmp_path)
-    struck = time.monotonic()
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=END_LIMIT_S) == 130
-    assert wait_for(lambda: nothing_left(ray, run_dir), END_LIMIT_S - (time.monotonic() - struck))
-    print(f"ray: Ctrl-C: nothing left after {time.monotonic() - struck:.2f} s")
-    assert ray.alive_nodes() == 3  # the cluster itself lives on
+# Another Ray job on the same cluster: a driver with one actor (no CPUs), printing the actor's pid.
+BYSTANDER = """
+import os, sys, time, ray
+ray.init(address=sys.argv[1], _node_ip_address=sys.argv[2], logging_level="ERROR")
+@ray.remote(num_cpus=0)
+class Idle:
+    def pid(self):
+        return os.getpid()
+idle = Idle.remote()
+print(ray.get(idle.pid.remote()), flush=True)
+time.sleep(600)
+"""
+
+
+def test_ctrl_c_cancels_exactly_this_job_on_the_cluster(ray, tmp_path):
+    other = subprocess.Popen([sys.executable, "-c", BYSTANDER, ray.address, ray.fake.gateway], env=ray.env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        actor = int(other.stdout.readline())
+        (tmp_path / "sleeper.py").write_text(SLEEPER)
+        proc, run_dir = _training(ray, tmp_path, str(tmp_path / "sleeper.py"))
+        running = lambda: all(len(job_pids(ray.fake, host, run_dir)) >= 3 for host in ray.fake.hosts)  # noqa: E731
+        assert wait_for(running, 30)  # on each host: the agent, the script, its child
+        struck = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=END_LIMIT_S) == 130
+        assert wait_for(lambda: nothing_left(ray, run_dir), END_LIMIT_S - (time.monotonic() - struck))
+        print(f"ray: Ctrl-C: nothing left after {time.monotonic() - struck:.2f} s")
+        assert other.poll() is None and Path(f"/proc/{actor}").exists()  # the other job and its actor live on
+        assert ray.alive_nodes() == 3
+    finally:
+        other.kill()
+        other.wait()
 
 
 def test_doctor_checks_every_node_and_runs_a_script_across_them(ray, tmp_path):

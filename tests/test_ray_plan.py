@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -121,19 +122,32 @@ def test_an_unreachable_head_is_refused_before_ray_is_imported():
         check.reach("127.0.0.1:1")
 
 
-def test_the_workers_output_reaches_the_driver_line_by_line(capfd):
-    relay = driver.Relay("127.0.0.1")
-    code = "import sys; print('one', flush=True); print('two', file=sys.stderr, flush=True); sys.exit(5)"
+def test_the_workers_output_reaches_the_driver_and_a_stranger_is_not_heard(capfd):
+    relay = driver.Relay("127.0.0.1", workers=2)
+    with socket.create_connection(relay.address) as stranger:  # no token: a forged event must not get through
+        stranger.sendall(b"guess\n" + events.encode(events.tag_for("/r"), "exit", id="rank0", rank=0, code=0,
+                                                     failures=[], t=1.0).encode())
+    exit_event = events.encode(events.tag_for("/r"), "exit", id="rank0", rank=0, code=5, failures=[], t=1.0)
+    code = (f"import sys; print('one', flush=True); print('two', file=sys.stderr, flush=True); "
+            f"sys.stdout.write({exit_event!r})")
     codes = []
-    threads = [threading.Thread(target=lambda: codes.append(worker.relay([sys.executable, "-c", code], {}, "/",
-                                                                        relay.address))) for _ in range(2)]
+    threads = [threading.Thread(target=lambda: codes.append(worker.relay(
+        [sys.executable, "-c", code], {"LAUNCHDECK_RUN_DIR": "/r"}, "/", relay.address, relay.token)))
+        for _ in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(30)
     relay.drain()
-    assert codes == [5, 5]
-    assert sorted(capfd.readouterr().out.splitlines()) == ["one", "one", "two", "two"]
+    assert codes == [5, 5]  # the code the agent reported, not setsid's
+    out = capfd.readouterr().out.splitlines()
+    assert sorted(line for line in out if events.MARKER not in line) == ["one", "one", "two", "two"]
+    assert sum(events.MARKER in line for line in out) == 2 and "guess" not in "".join(out)
+
+
+def test_a_worker_whose_agent_says_nothing_reports_no_code():
+    relay = driver.Relay("127.0.0.1", workers=1)
+    assert worker.relay(["true"], {}, "/", relay.address, relay.token) is None
 
 
 def test_a_rank_whose_driver_is_gone_is_torn_down(tmp_path):

@@ -11,6 +11,7 @@ torch, DeepSpeed, Ray (and Horovod) as this machine.
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import json
 import os
 import socket
@@ -26,6 +27,7 @@ ATTACH_DEADLINE_S = 10.0  # reaching the head and attaching: a bad --ray-address
 CONNECT_S = 3.0
 NODES_TIMEOUT_S = 30.0  # every node's answer (a task on each: a worker process starts there)
 PACKAGES = ("torch", "deepspeed", "ray")
+RUNNER_MODULES = {"torch": ("ray.train",), "horovod": ("ray", "horovod.ray")}  # what the driver imports
 
 
 class Problem(Exception):
@@ -80,27 +82,35 @@ def packages(names: tuple[str, ...]) -> dict[str, str | None]:
     return found
 
 
-def node_facts(shared: str | None, names: tuple[str, ...]) -> dict[str, Any]:
-    """On a node: its versions, and whether it sees a file of the run record (a filesystem shared with here)."""
-    return {"versions": packages(names), "shared": shared is None or os.access(shared, os.R_OK)}
+def node_facts(shared: str | None, names: tuple[str, ...], python: str, cwd: str) -> dict[str, Any]:
+    """On a node: its versions, whether it sees a file of the run record (a filesystem shared with here), and
+    whether it has the interpreter and the directory the ranks run with."""
+    return {"versions": packages(names), "shared": shared is None or os.access(shared, os.R_OK),
+            "python": os.access(python, os.X_OK), "cwd": os.path.isdir(cwd)}
 
 
-def on_every_node(found: list[dict[str, Any]], shared: str | None, names: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+def on_every_node(found: list[dict[str, Any]], job: RayJob, shared: str | None,
+                  names: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     task = ray.remote(num_cpus=0)(node_facts)
     refs = {n["ip"]: task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["id"], soft=False))
-            .remote(shared, names) for n in found}
+            .remote(shared, names, job.agent[0], job.cwd) for n in found}
     try:
         return dict(zip(refs, ray.get(list(refs.values()), timeout=NODES_TIMEOUT_S), strict=True))
     except ray.exceptions.GetTimeoutError:
         raise Problem(f"the Ray nodes did not all answer within {NODES_TIMEOUT_S:g} s") from None
+    except ray.exceptions.RayError as error:
+        raise Problem(f"a Ray node could not run the check: {_first(error)}") from None
 
 
-def compare(facts: dict[str, dict[str, Any]], shared: str | None, names: tuple[str, ...]) -> list[str]:
+def compare(facts: dict[str, dict[str, Any]], job: RayJob, shared: str | None, names: tuple[str, ...]) -> list[str]:
     here, problems = packages(names), []
     for ip, found in facts.items():
+        if not found["python"] or not found["cwd"]:
+            problems.append(f"{ip} has no {job.agent[0] if not found['python'] else job.cwd}: every Ray node needs "
+                            "this machine's interpreter and directory at the same paths")
         if not found["shared"]:
             problems.append(f"{ip} does not see {shared}: the run directory must be on a filesystem every Ray "
                             "node shares (--run-dir)")
@@ -111,14 +121,14 @@ def compare(facts: dict[str, dict[str, Any]], shared: str | None, names: tuple[s
 
 def check(job: RayJob, shared: str | None, names: tuple[str, ...]) -> dict[str, Any]:
     """Every check in order; the live nodes and, per node with room for a worker, what it runs."""
+    missing = [name for name in RUNNER_MODULES[job.runner] if not _installed(name)]
+    if missing:
+        raise Problem(f"--launcher ray needs {' and '.join(missing)} here: pip install 'launchdeck[ray]'"
+                      + (" and a Horovod built with Ray support" if "horovod.ray" in missing else ""))
+    reach(job.address)
     timer = threading.Timer(ATTACH_DEADLINE_S, _deadline, args=(job.address,))
     timer.daemon = True
     timer.start()
-    reach(job.address)
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        raise Problem("--launcher ray needs Ray here: pip install 'launchdeck[ray]'") from None
     try:
         attach(job.address)
     except Exception as error:  # Ray's own message names what it could not find
@@ -127,10 +137,17 @@ def check(job: RayJob, shared: str | None, names: tuple[str, ...]) -> dict[str, 
     timer.cancel()
     found = nodes()
     check_room(found, job)
-    facts = on_every_node([n for n in found if room(n, job)], shared, names)
-    if problems := compare(facts, shared, names):
+    facts = on_every_node([n for n in found if room(n, job)], job, shared, names)
+    if problems := compare(facts, job, shared, names):
         raise Problem("; ".join(problems))
     return {"nodes": found, "facts": facts}
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # its parent package is missing
+        return False
 
 
 def _first(error: BaseException) -> str:

@@ -10,7 +10,9 @@ driver's job, every actor of this job and nothing else on the cluster.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -18,60 +20,77 @@ import threading
 import time
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from . import worker
 from .job import RayJob
 
 JOIN_S = 5.0  # how long the last lines of the workers may take to arrive after they ended
+TOKEN_S = 10.0  # how long a new connection may take to say the job's token
 PREFIX = "launchdeck ray: "
 
 
-class Cancelled(BaseException):
-    """The driver was asked to stop (the launcher stops the job, or the user pressed Ctrl-C); a BaseException, so
-    that no library's `except Exception` swallows it."""
-
-
 class Relay:
-    """The driver's end of the workers' output: a TCP listener; every line of every connection goes to stdout
-    whole (a lock keeps two ranks' lines apart)."""
+    """The driver's end of the workers' output: a TCP listener on this node's address. A connection that opens
+    with the job's token is a worker; each of its lines goes to stdout whole (a lock keeps two ranks' lines
+    apart). Anything else is dropped, and after ``workers`` workers nobody more is accepted."""
 
-    def __init__(self, host: str) -> None:
-        self.server = socket.create_server(("", 0))
+    def __init__(self, host: str, workers: int) -> None:
+        self.server = socket.create_server((host, 0))
         self.address = (host, self.server.getsockname()[1])
+        self.token = secrets.token_hex(16)
+        self.workers = workers
         self.lock = threading.Lock()
         self.pumps: list[threading.Thread] = []
         self.first: float | None = None  # when the first worker connected: Ray had placed and started it
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
-        while True:
-            conn, _ = self.server.accept()
-            self.first = self.first or time.monotonic()
+        while sum(pump.name == "worker" for pump in self.pumps) < self.workers:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
             pump = threading.Thread(target=self._pump, args=(conn,), daemon=True)
             self.pumps.append(pump)
             pump.start()
 
     def _pump(self, conn: socket.socket) -> None:
         with conn, conn.makefile("rb") as stream:
+            conn.settimeout(TOKEN_S)
+            try:
+                if stream.readline().strip() != self.token.encode():
+                    return
+            except OSError:
+                return
+            conn.settimeout(None)
+            threading.current_thread().name = "worker"
+            self.first = self.first or time.monotonic()
             for line in stream:
-                with self.lock:
-                    sys.stdout.buffer.write(line)
-                    sys.stdout.buffer.flush()
+                self.write(line if line.endswith(b"\n") else line + b"\n")
+
+    def write(self, data: bytes) -> None:
+        with self.lock:
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
 
     def drain(self) -> None:
+        """Wait (a few seconds at most) for every worker's last lines: a failed rank's end is among them."""
+        deadline = time.monotonic() + JOIN_S
         for pump in list(self.pumps):
-            pump.join(JOIN_S)
+            pump.join(max(0.0, deadline - time.monotonic()))
 
 
 def facing(address: str) -> str | None:
-    """This machine's address on the route to the head (None for "auto"): Ray attaches the driver to the node
-    with that address, not to whichever raylet it finds first."""
+    """This machine's address on the route to the head (None for "auto", or for a head on this machine): Ray
+    attaches the driver to the node with that address, not to whichever raylet it finds first."""
     if address == "auto":
         return None
     host, _, port = address.rpartition(":")
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.connect((host, int(port)))
-        return probe.getsockname()[0]
+        mine = probe.getsockname()[0]
+    return None if mine.startswith("127.") else mine
 
 
 def attach(address: str, network_interface: str | None = None) -> str:
@@ -86,22 +105,36 @@ def attach(address: str, network_interface: str | None = None) -> str:
     return ray.util.get_node_ip_address()
 
 
-def run_torch(job: RayJob, relay: tuple[str, int]) -> None:
+def group_only() -> Any:
+    """Ray Train's process-group setup, gloo, without its CUDA device choice: that would make a CUDA context, and
+    hold GPU memory, in every Ray worker, while the ranks (our subprocesses) choose their own device."""
+    from ray.train.torch import TorchConfig
+
+    class GroupOnly(TorchConfig):
+        """TorchConfig whose train function runs in no device context."""
+
+        @property
+        def train_func_context(self) -> Any:
+            return contextlib.nullcontext
+
+    return GroupOnly(backend="gloo")
+
+
+def run_torch(job: RayJob, relay: Relay) -> None:
     from ray.train import FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.train.torch import TorchTrainer
 
     resources = {"CPU": job.cpus_per_worker, **({"GPU": job.gpus_per_worker} if job.gpus_per_worker else {})}
     scaling = ScalingConfig(num_workers=job.world_size, use_gpu=bool(job.gpus_per_worker),
                             resources_per_worker=resources)
     run = RunConfig(name=Path(job.run_dir).name, storage_path=str(Path(job.run_dir) / "ray"),
                     failure_config=FailureConfig(max_failures=0))  # launchdeck's --max-restarts restarts, not Ray
-    # Ray's own group only agrees on the ranks' rendezvous: gloo, which holds no GPU memory
-    trainer = TorchTrainer(worker.torch_worker, train_loop_config=worker.config(job, relay), scaling_config=scaling,
-                           torch_config=TorchConfig(backend="gloo"), run_config=run)
+    trainer = TorchTrainer(worker.torch_worker, train_loop_config=worker.config(job, relay.address, relay.token),
+                           scaling_config=scaling, torch_config=group_only(), run_config=run)
     trainer.fit()
 
 
-def run_horovod(job: RayJob, relay: tuple[str, int]) -> None:
+def run_horovod(job: RayJob, relay: Relay) -> None:
     from horovod.ray import RayExecutor
 
     nics = {job.network_interface} if job.network_interface else None
@@ -110,7 +143,7 @@ def run_horovod(job: RayJob, relay: tuple[str, int]) -> None:
                            use_gpu=bool(job.gpus_per_worker), gpus_per_worker=int(job.gpus_per_worker) or None)
     executor.start()
     try:
-        executor.run(worker.horovod_worker, args=[worker.config(job, relay)])
+        executor.run(worker.horovod_worker, args=[worker.config(job, relay.address, relay.token)])
     finally:
         executor.shutdown()
 
@@ -118,31 +151,38 @@ def run_horovod(job: RayJob, relay: tuple[str, int]) -> None:
 RUNNERS = {"torch": run_torch, "horovod": run_horovod}
 
 
-def _cancel(signum: int, _frame: FrameType | None) -> None:
-    raise Cancelled(signal.Signals(signum).name)
+def cancel_on_signals(relay: Relay) -> None:
+    """The launcher stops the job with SIGTERM (Ctrl-C and a failure elsewhere alike): say so and exit at once.
+    A driver's exit is, by Ray's rule, the end of its job's actors; their agents then stop the ranks. Installed
+    after ``ray.init``, which puts its own handler on SIGTERM; ``os._exit``, because an exception raised in a
+    handler is swallowed inside Ray's waits."""
+    def cancel(signum: int, _frame: FrameType | None) -> None:
+        relay.write(f"{PREFIX}{signal.Signals(signum).name}: cancelling this job's workers on the cluster\n".encode())
+        os._exit(1)  # stopped: the failure, if there is one, is a rank's, and the launcher names it
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, cancel)
 
 
 def main(argv: list[str] | None = None) -> int:
     job = RayJob.read((argv or sys.argv[1:])[0])
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, _cancel)
     began = time.monotonic()
+    relay = Relay(attach(job.address, job.network_interface), job.world_size)
+    cancel_on_signals(relay)
+    attached = time.monotonic()
     try:
-        relay = Relay(attach(job.address, job.network_interface))
-        attached = time.monotonic()
-        RUNNERS[job.runner](job, relay.address)
-        relay.drain()
-        print(f"{PREFIX}{_phases(began, attached, relay.first, time.monotonic())}", file=sys.stderr, flush=True)
-        return 0
-    except Cancelled as stop:
-        print(f"{PREFIX}{stop}: cancelling this job's workers on the cluster", file=sys.stderr, flush=True)
-        return 130 if str(stop) == "SIGINT" else 143
+        RUNNERS[job.runner](job, relay)
     except Exception as error:  # a worker failed: the agents' events name the rank; this is the driver's line
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        print(f"{PREFIX}the job failed: {first}", file=sys.stderr, flush=True)
+        relay.drain()
+        text = str(error).strip()
+        print(f"{PREFIX}the job failed: {text.splitlines()[0] if text else type(error).__name__}", file=sys.stderr,
+              flush=True)
         return 1
     finally:
         _shutdown()
+    relay.drain()
+    print(f"{PREFIX}{_phases(began, attached, relay.first, time.monotonic())}", file=sys.stderr, flush=True)
+    return 0
 
 
 def _phases(began: float, attached: float, first: float | None, done: float) -> str:
@@ -152,7 +192,6 @@ def _phases(began: float, attached: float, first: float | None, done: float) -> 
 
 
 def _shutdown() -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second stop must not interrupt the shutdown itself
     import ray
 
     ray.shutdown()

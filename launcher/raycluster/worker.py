@@ -15,18 +15,20 @@ import subprocess
 from dataclasses import asdict
 from typing import Any
 
+from ..node import events
 from .job import RayJob
 
 CONNECT_TIMEOUT_S = 10.0
 
 
 class RankFailed(RuntimeError):
-    """A rank ended with a non-zero code: raised in its Ray worker, so Ray reports that worker as failed."""
+    """A rank ended with a non-zero code (or its agent without a word): raised in its Ray worker, so Ray reports
+    that worker as failed."""
 
 
-def config(job: RayJob, relay: tuple[str, int]) -> dict[str, Any]:
-    """What the driver passes every worker (plain data: Ray pickles it)."""
-    return {"job": asdict(job), "relay": list(relay)}
+def config(job: RayJob, relay: tuple[str, int], token: str) -> dict[str, Any]:
+    """What the driver passes every worker (plain data: Ray pickles it); ``token`` opens the driver's relay."""
+    return {"job": asdict(job), "relay": list(relay), "token": token}
 
 
 def torch_worker(config: dict[str, Any]) -> None:
@@ -51,30 +53,47 @@ def horovod_worker(config: dict[str, Any]) -> None:
 
 
 def run_rank(config: dict[str, Any], host: str, env: dict[str, str], rank: int) -> None:
-    """The rank under its agent, in the job's directory, with the job's env; its non-zero exit is raised."""
+    """The rank under its agent, in the job's directory, with the job's env; a failure is raised."""
     job = RayJob(**config["job"])
     argv = [*job.agent, f"--host={host}", "--", *job.command]
-    code = relay(argv, {**os.environ, **job.env, **env}, job.cwd, (config["relay"][0], config["relay"][1]))
+    driver = (config["relay"][0], config["relay"][1])
+    code = relay(argv, {**os.environ, **job.env, **env}, job.cwd, driver, config["token"])
+    if code is None:
+        raise RankFailed(f"rank {rank} on {host}: its agent ended without reporting the rank's end")
     if code:
         raise RankFailed(f"rank {rank} on {host} exited with code {code}")
 
 
-def relay(argv: list[str], env: dict[str, str], cwd: str, driver: tuple[str, int]) -> int:
-    """Run ``argv`` and send its output, line by line, to the driver; its exit code. When the driver is gone,
-    stop reading: the agent's next heartbeat fails and it ends the rank."""
+def relay(argv: list[str], env: dict[str, str], cwd: str, driver: tuple[str, int], token: str) -> int | None:
+    """Run ``argv`` (an agent) and send its output, line by line, to the driver; the exit code its agent reported
+    (None: it ended without one). The agent runs detached (``setsid -f``): Ray kills a worker's own children when
+    the worker goes, which would leave the agent no time to stop its rank; detached, it sees nobody reads it any
+    more and tears its rank down. When the driver is gone, this stops reading, to the same end."""
+    tag = events.tag_for(env.get("LAUNCHDECK_RUN_DIR", ""))
     with socket.create_connection(driver, timeout=CONNECT_TIMEOUT_S) as conn:
         conn.settimeout(None)
-        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)  # a driver host that vanished ends the send
+        conn.sendall(token.encode() + b"\n")
+        proc = subprocess.Popen(["setsid", "-f", *argv], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         assert proc.stdout is not None
+        code = None
         try:
             for line in proc.stdout:
                 conn.sendall(line)
+                code = reported_code(line, tag, code)
         except OSError:
             pass
         finally:
             proc.stdout.close()
-        return proc.wait()
+            proc.wait()
+        return code
+
+
+def reported_code(line: bytes, tag: str, code: int | None) -> int | None:
+    """The rank's exit code when ``line`` is its agent's ``exit`` event, else ``code`` unchanged."""
+    event = events.decode(line.decode(errors="replace"), tag)
+    return event["code"] if event and event["kind"] == "exit" else code
 
 
 def _node_ip() -> str:

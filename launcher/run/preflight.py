@@ -146,7 +146,10 @@ def check_cluster(plan: LaunchPlan, argv: list[str] | None = None) -> dict:
     if done.returncode:
         last = (done.stderr.strip().splitlines() or [f"the cluster check exited with code {done.returncode}"])[-1]
         raise LaunchdeckError(last.removeprefix("launchdeck: "))
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    lines = done.stdout.strip().splitlines()
+    if not lines:
+        raise LaunchdeckError(f"--launcher {plan.transport}: the cluster check said nothing")
+    return json.loads(lines[-1])
 
 
 def preflight(plan: LaunchPlan, *, cpu: bool) -> None:

@@ -147,6 +147,8 @@ class Watch:
                 continue
             if last is None and now - self.begun > START_TIMEOUT_S:
                 reason = f"its agent did not report within {START_TIMEOUT_S:.0f} s of the start"
+                unplaced = host == PLACED_BY_CLUSTER
+                reason += " (the cluster never placed its worker: busy? see `ray status`)" if unplaced else ""
             elif last is not None and now - last > self.plan.heartbeat_timeout:
                 reason = f"stopped answering: no heartbeat for {now - last:.1f} s"
             else:
