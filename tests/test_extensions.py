@@ -41,7 +41,8 @@ def test_after_a_failed_job_only_the_locks_nobody_holds_are_swept(tmp_path):
     for lock in (ours, theirs):
         lock.parent.mkdir()
         lock.touch()
-    fd = os.open(theirs, os.O_RDONLY)
+    (tmp_path / "via").symlink_to(theirs.parent)  # the builder may know the root by another path
+    fd = os.open(tmp_path / "via" / "lock", os.O_RDONLY)
     try:
         assert extensions.sweep(str(tmp_path), since=started) == [ours]
         assert theirs.exists()

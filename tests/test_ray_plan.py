@@ -145,9 +145,10 @@ def test_the_workers_output_reaches_the_driver_and_a_stranger_is_not_heard(capfd
     assert sum(events.MARKER in line for line in out) == 2 and "guess" not in "".join(out)
 
 
-def test_a_worker_whose_agent_says_nothing_reports_no_code():
-    relay = driver.Relay("127.0.0.1", workers=1)
-    assert worker.relay(["true"], {}, "/", relay.address, relay.token) is None
+def test_without_its_agents_report_a_worker_takes_the_agents_exit_code():
+    relay = driver.Relay("127.0.0.1", workers=2)
+    assert worker.relay(["sh", "-c", "exit 3"], {}, "/", relay.address, relay.token) == 3
+    assert worker.relay(["true"], {}, "/", relay.address, relay.token) == 0
 
 
 def test_a_rank_whose_driver_is_gone_is_torn_down(tmp_path):

@@ -27,7 +27,7 @@ def build_root(prefix: str = sys.prefix) -> str:
 
 
 def stale_locks(root: str, max_age: float = STALE_AFTER_S) -> list[Path]:
-    """Build locks under ``root`` older than ``max_age`` seconds."""
+    """Build locks under ``root`` older than ``max_age`` seconds that no process here holds open."""
     base = Path(root)
     if not base.is_dir():
         return []
@@ -39,7 +39,7 @@ def stale_locks(root: str, max_age: float = STALE_AFTER_S) -> list[Path]:
                 found.append(lock)
         except OSError:  # removed meanwhile: a build finished
             continue
-    return found
+    return unheld(found)
 
 
 def locks_since(root: str, since: float) -> list[Path]:
@@ -53,20 +53,36 @@ def locks_since(root: str, since: float) -> list[Path]:
                 found.append(lock)
         except OSError:
             continue
-    return [lock for lock in found if not held(lock)] if found else []
+    return unheld(found)
 
 
-def held(lock: Path) -> bool:
-    """Whether a process of this machine has ``lock`` open: torch's FileBaton keeps its lock file open for as
-    long as the build runs."""
-    target = str(lock)
-    for fds in Path("/proc").glob("[0-9]*/fd"):
+def unheld(locks: list[Path]) -> list[Path]:
+    """The locks no process of this machine has open: torch's FileBaton keeps its lock file open for as long as
+    the build runs (a build in another PID namespace or on another host is not seen)."""
+    if not locks:
+        return []
+    held = open_files()
+    return [lock for lock in locks if _identity(lock) not in held]
+
+
+def open_files() -> set[tuple[int, int]]:
+    """(device, inode) of every file some process here has open (symlinked paths compare equal this way)."""
+    found = set()
+    for fd in Path("/proc").glob("[0-9]*/fd/*"):
         try:
-            if any(os.readlink(fd) == target for fd in fds.iterdir()):
-                return True
-        except OSError:  # gone meanwhile, or not ours to read
+            info = os.stat(fd)
+        except OSError:  # closed or gone meanwhile, or not ours to read
             continue
-    return False
+        found.add((info.st_dev, info.st_ino))
+    return found
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
 
 
 def sweep(root: str, max_age: float = STALE_AFTER_S, since: float | None = None) -> list[Path]:

@@ -14,6 +14,7 @@ import importlib.metadata
 import importlib.util
 import json
 import os
+import shutil
 import socket
 import sys
 import threading
@@ -86,7 +87,7 @@ def node_facts(shared: str | None, names: tuple[str, ...], python: str, cwd: str
     """On a node: its versions, whether it sees a file of the run record (a filesystem shared with here), and
     whether it has the interpreter and the directory the ranks run with."""
     return {"versions": packages(names), "shared": shared is None or os.access(shared, os.R_OK),
-            "python": os.access(python, os.X_OK), "cwd": os.path.isdir(cwd)}
+            "python": os.access(python, os.X_OK), "cwd": os.path.isdir(cwd), "setsid": bool(shutil.which("setsid"))}
 
 
 def on_every_node(found: list[dict[str, Any]], job: RayJob, shared: str | None,
@@ -108,6 +109,8 @@ def on_every_node(found: list[dict[str, Any]], job: RayJob, shared: str | None,
 def compare(facts: dict[str, dict[str, Any]], job: RayJob, shared: str | None, names: tuple[str, ...]) -> list[str]:
     here, problems = packages(names), []
     for ip, found in facts.items():
+        if not found["setsid"]:
+            problems.append(f"{ip} has no setsid (util-linux): each rank's agent runs detached from its Ray worker")
         if not found["python"] or not found["cwd"]:
             problems.append(f"{ip} has no {job.agent[0] if not found['python'] else job.cwd}: every Ray node needs "
                             "this machine's interpreter and directory at the same paths")

@@ -11,6 +11,7 @@ driver's job, every actor of this job and nothing else on the cluster.
 from __future__ import annotations
 
 import contextlib
+import hmac
 import os
 import secrets
 import signal
@@ -41,31 +42,40 @@ class Relay:
         self.token = secrets.token_hex(16)
         self.workers = workers
         self.lock = threading.Lock()
-        self.pumps: list[threading.Thread] = []
+        self.pumps: list[threading.Thread] = []  # one per worker that said the token
         self.first: float | None = None  # when the first worker connected: Ray had placed and started it
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
-        while sum(pump.name == "worker" for pump in self.pumps) < self.workers:
+        """One connection at a time says the token (within TOKEN_S per read, a token's length at most); once
+        every worker has, the listener closes."""
+        while len(self.pumps) < self.workers:
             try:
                 conn, _ = self.server.accept()
             except OSError:
                 return
-            pump = threading.Thread(target=self._pump, args=(conn,), daemon=True)
+            stream = conn.makefile("rb")
+            if not self._opens_with_token(conn, stream):
+                stream.close()
+                conn.close()
+                continue
+            self.first = self.first or time.monotonic()
+            pump = threading.Thread(target=self._pump, args=(conn, stream), daemon=True)
             self.pumps.append(pump)
             pump.start()
+        self.server.close()
 
-    def _pump(self, conn: socket.socket) -> None:
-        with conn, conn.makefile("rb") as stream:
-            conn.settimeout(TOKEN_S)
-            try:
-                if stream.readline().strip() != self.token.encode():
-                    return
-            except OSError:
-                return
-            conn.settimeout(None)
-            threading.current_thread().name = "worker"
-            self.first = self.first or time.monotonic()
+    def _opens_with_token(self, conn: socket.socket, stream: Any) -> bool:
+        conn.settimeout(TOKEN_S)
+        try:
+            said = stream.readline(len(self.token) + 1).strip()
+        except OSError:
+            return False
+        conn.settimeout(None)
+        return hmac.compare_digest(said, self.token.encode())
+
+    def _pump(self, conn: socket.socket, stream: Any) -> None:
+        with conn, stream:
             for line in stream:
                 self.write(line if line.endswith(b"\n") else line + b"\n")
 
@@ -151,14 +161,16 @@ def run_horovod(job: RayJob, relay: Relay) -> None:
 RUNNERS = {"torch": run_torch, "horovod": run_horovod}
 
 
-def cancel_on_signals(relay: Relay) -> None:
+def cancel_on_signals() -> None:
     """The launcher stops the job with SIGTERM (Ctrl-C and a failure elsewhere alike): say so and exit at once.
     A driver's exit is, by Ray's rule, the end of its job's actors; their agents then stop the ranks. Installed
     after ``ray.init``, which puts its own handler on SIGTERM; ``os._exit``, because an exception raised in a
     handler is swallowed inside Ray's waits."""
     def cancel(signum: int, _frame: FrameType | None) -> None:
-        relay.write(f"{PREFIX}{signal.Signals(signum).name}: cancelling this job's workers on the cluster\n".encode())
-        os._exit(1)  # stopped: the failure, if there is one, is a rank's, and the launcher names it
+        try:  # straight to the fd, past the relay's lock: a pump may hold it, blocked on a full pipe
+            os.write(2, f"\n{PREFIX}{signal.Signals(signum).name}: cancelling this job's workers\n".encode())
+        finally:
+            os._exit(1)  # stopped: the failure, if there is one, is a rank's, and the launcher names it
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, cancel)
@@ -168,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     job = RayJob.read((argv or sys.argv[1:])[0])
     began = time.monotonic()
     relay = Relay(attach(job.address, job.network_interface), job.world_size)
-    cancel_on_signals(relay)
+    cancel_on_signals()
     attached = time.monotonic()
     try:
         RUNNERS[job.runner](job, relay)

@@ -68,13 +68,14 @@ def relay(argv: list[str], env: dict[str, str], cwd: str, driver: tuple[str, int
     """Run ``argv`` (an agent) and send its output, line by line, to the driver; the exit code its agent reported
     (None: it ended without one). The agent runs detached (``setsid -f``): Ray kills a worker's own children when
     the worker goes, which would leave the agent no time to stop its rank; detached, it sees nobody reads it any
-    more and tears its rank down. When the driver is gone, this stops reading, to the same end."""
+    more and tears its rank down. When the driver is gone, this stops reading, to the same end. ``setsid -w`` waits
+    for the agent: its code stands in when the agent's own report was lost."""
     tag = events.tag_for(env.get("LAUNCHDECK_RUN_DIR", ""))
     with socket.create_connection(driver, timeout=CONNECT_TIMEOUT_S) as conn:
         conn.settimeout(None)
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)  # a driver host that vanished ends the send
         conn.sendall(token.encode() + b"\n")
-        proc = subprocess.Popen(["setsid", "-f", *argv], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen(["setsid", "-f", "-w", *argv], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         assert proc.stdout is not None
         code = None
@@ -86,8 +87,8 @@ def relay(argv: list[str], env: dict[str, str], cwd: str, driver: tuple[str, int
             pass
         finally:
             proc.stdout.close()
-            proc.wait()
-        return code
+        waited = proc.wait()
+        return code if code is not None else (waited if waited >= 0 else None)
 
 
 def reported_code(line: bytes, tag: str, code: int | None) -> int | None:
