@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import LAUNCHDECK, REPO, read_result, table, timed
+from common import LAUNCHDECK, REPO, number, read_result, table, timed
 
 from launcher import entrypoints
 from launcher.spec.catalog import names
@@ -138,12 +138,13 @@ def main() -> int:
              f"{statistics.median(speed['torchrun_steps_per_s']):.2f} steps/s: ratio **{speed['ratio']:.3f}**", "",
              "## Payload vs a minimal hand-written loop (same config, tiny model, 40 steps; goal >= 0.98)", "",
              table(["strategy", "payload steps/s", "hand loop steps/s", "ratio"],
-                   [[r["strategy"], _f(statistics.median(r["payload_steps_per_s"])),
-                     _f(statistics.median(r["handloop_steps_per_s"])), f"**{r['ratio']:.3f}**"] for r in hand]), "",
+                   [[r["strategy"], number(statistics.median(r["payload_steps_per_s"])),
+                     number(statistics.median(r["handloop_steps_per_s"])), f"**{r['ratio']:.3f}**"] for r in hand]), "",
              "## Strategies (tiny model, 40 steps)", "",
              table(["strategy", "ok", "steps/s", "tokens/s", "first step s", "peak MB", "wall s"],
-                   [[r["strategy"], "ok" if r["ok"] else "FAIL", _f(r["steps_per_s"]), _f(r["tokens_per_s"], 0),
-                     _f(r["time_to_first_step_s"]), _f(r["peak_mem_mb"], 0), _f(r["wall_s"], 1)] for r in rows])]
+                   [[r["strategy"], "ok" if r["ok"] else "FAIL", number(r["steps_per_s"]),
+                     number(r["tokens_per_s"], 0), number(r["time_to_first_step_s"]), number(r["peak_mem_mb"], 0),
+                     number(r["wall_s"], 1)] for r in rows])]
     report = "\n".join(lines) + "\n"
     (root / "report.md").write_text(report)
     (root / "report.json").write_text(json.dumps({"overhead": overhead, "payload": speed, "handloop": hand,
@@ -152,10 +153,6 @@ def main() -> int:
     print(report)
     print(f"written: {root / 'report.md'}", file=sys.stderr)
     return 0
-
-
-def _f(value, digits: int = 2) -> str:
-    return "-" if value is None else f"{value:,.{digits}f}"
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ fails. Writes runs/bench-cluster-<time>/report.md.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -16,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import LAUNCHDECK, REPO, read_result, table
+from common import LAUNCHDECK, REPO, number, read_result, table, write_report
 
 sys.path.insert(0, str(REPO))
 from tests.launching import job_pids, payload_pid, wait_for  # noqa: E402
@@ -60,7 +59,7 @@ def train_row(c: FakeCluster, root: Path, transport: str, strategy: str) -> list
     hosts = len(set(r.get("rank_hosts", [])))
     loss = f"{r['loss_first']:.3f} → {r['loss_last']:.3f}" if r else "-"
     return [transport, strategy, "ok" if code == 0 else f"rc {code}", f"{r.get('world_size', '-')} on {hosts} hosts",
-            loss, _f(r.get("time_to_first_step_s")), _f(to_step), _f(wall, 1)]
+            loss, number(r.get("time_to_first_step_s")), number(to_step), number(wall, 1)]
 
 
 def fault_row(c: FakeCluster, root: Path, how: str, transport: str) -> list[str]:
@@ -78,7 +77,7 @@ def fault_row(c: FakeCluster, root: Path, how: str, transport: str) -> list[str]
     done_s = time.monotonic() - struck
     output = (run_dir.parent / f"{run_dir.name}.out").read_text(errors="replace")
     report = next((ln for ln in output.splitlines() if "job failed" in ln), "")
-    return [how, transport, _f(host1_s), _f(done_s), str(code), report.split(": ", 2)[-1][:70]]
+    return [how, transport, number(host1_s), number(done_s), str(code), report.split(": ", 2)[-1][:70]]
 
 
 def slurm_rows(root: Path) -> list[list[str]]:
@@ -92,7 +91,7 @@ def slurm_rows(root: Path) -> list[list[str]]:
             proc, to_step, started = launch(argv, run_dir, s.client_env(), root)
             code, wall = proc.wait(), time.monotonic() - started
             r = read_result(run_dir) or {}
-            rows.append([name, str(code), str(r.get("world_size", "-")), _f(to_step), _f(wall, 1)])
+            rows.append([name, str(code), str(r.get("world_size", "-")), number(to_step), number(wall, 1)])
     return rows
 
 
@@ -113,14 +112,8 @@ def main() -> int:
         table(["fault", "transport", "host 1 clean s", "launcher exit s", "exit code", "report"], faults), "",
         "## Slurm: salloc -N2 --ntasks-per-node=2 launchdeck launch ddp --launcher slurm", "",
         table(["run", "exit code", "world", "salloc → first step s", "wall s"], slurm), ""])
-    (root / "report.md").write_text(report)
-    (root / "report.json").write_text(json.dumps({"train": train, "faults": faults, "slurm": slurm}, indent=2))
-    print(report)
+    write_report(root, report, {"train": train, "faults": faults, "slurm": slurm})
     return 0
-
-
-def _f(value, digits: int = 2) -> str:
-    return "-" if value is None else f"{value:,.{digits}f}"
 
 
 if __name__ == "__main__":

@@ -27,3 +27,15 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows, strict=True)]
     line = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"  # noqa: E731
     return "\n".join([line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)])
+
+
+def number(value, digits: int = 2) -> str:
+    """A measured value for a report table ("-" when there is none)."""
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def write_report(root: Path, markdown: str, data: dict) -> None:
+    """``report.md`` for people and ``report.json`` for tools, side by side, and the markdown on stdout."""
+    (root / "report.md").write_text(markdown)
+    (root / "report.json").write_text(json.dumps(data, indent=2))
+    print(markdown)

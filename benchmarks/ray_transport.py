@@ -10,14 +10,13 @@ start and again after the jobs (Ray keeps idle workers warm). Writes runs/bench-
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
-from common import LAUNCHDECK, REPO, read_result, table, timed
+from common import LAUNCHDECK, REPO, number, read_result, table, timed, write_report
 
 sys.path.insert(0, str(REPO))
 from tests.netns_cluster import FakeCluster  # noqa: E402
@@ -62,7 +61,7 @@ def train_row(ray: RayCluster, root: Path, strategy: str) -> list[str]:
     loss = f"{r['loss_first']:.3f} → {r['loss_last']:.3f}" if r else "-"
     hosts = ", ".join(sorted(set(r.get("rank_hosts", []))))
     return [strategy, "ok" if done.returncode == 0 else f"rc {done.returncode}", str(r.get("world_size", "-")),
-            hosts, loss, _f(r.get("time_to_first_step_s")), _f(wall, 1)]
+            hosts, loss, number(r.get("time_to_first_step_s")), number(wall, 1)]
 
 
 def overhead(ray: RayCluster, root: Path) -> dict[str, list[float]]:
@@ -90,7 +89,7 @@ def main() -> int:
         times = overhead(ray, root)
         warm = node_memory(ray)
     ssh, via_ray = statistics.median(times["ssh"]), statistics.median(times["ray"])
-    memory = [[name, str(idle[name][0]), _f(idle[name][1], 0), str(warm[name][0]), _f(warm[name][1], 0)]
+    memory = [[name, str(idle[name][0]), number(idle[name][1], 0), str(warm[name][0]), number(warm[name][1], 0)]
               for name in idle]
     report = "\n".join([
         f"# launchdeck on Ray ({time.strftime('%Y-%m-%d %H:%M')} UTC, {os.cpu_count()} cores shared by every "
@@ -98,19 +97,13 @@ def main() -> int:
         f"## Training through Ray ({STEPS} steps, tiny model, 2 CPU ranks)", "",
         table(["strategy", "ok", "world", "rank hosts", "loss", "first step (rank) s", "wall s"], train), "",
         f"## Launch overhead: a trivial 2-rank gloo job, median of {ROUNDS} alternated rounds", "",
-        table(["transport", "median s", "all s"], [[t, _f(statistics.median(v)), " ".join(_f(x) for x in v)]
+        table(["transport", "median s", "all s"], [[t, number(statistics.median(v)), " ".join(number(x) for x in v)]
                                                    for t, v in times.items()]), "",
         f"Ray costs {via_ray - ssh:+.2f} s per launch over ssh ({via_ray / ssh:.1f}x).", "",
         "## Memory of each Ray node (PSS, MB)", "",
         table(["node", "processes idle", "idle MB", "processes after the jobs", "after the jobs MB"], memory), ""])
-    (root / "report.md").write_text(report)
-    (root / "report.json").write_text(json.dumps({"train": train, "overhead": times, "memory": memory}, indent=2))
-    print(report)
+    write_report(root, report, {"train": train, "overhead": times, "memory": memory})
     return 0
-
-
-def _f(value, digits: int = 2) -> str:
-    return "-" if value is None else f"{value:,.{digits}f}"
 
 
 if __name__ == "__main__":
