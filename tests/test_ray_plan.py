@@ -27,9 +27,8 @@ from .launching import wait_for
 
 
 def ray_request(tmp_path: Path, strategy: str = "ddp", **fields) -> LaunchRequest:
-    fields = {"cpu": True, **fields}
-    return LaunchRequest(strategy, launcher="ray", ray_address="10.1.2.3:6379", run_dir=str(tmp_path / "run"),
-                         **fields)
+    fields = {"cpu": True, "ray_address": "10.1.2.3:6379", **fields}
+    return LaunchRequest(strategy, launcher="ray", run_dir=str(tmp_path / "run"), **fields)
 
 
 @pytest.mark.parametrize("strategy, runner", [("ddp", "torch"), ("zero3", "torch"), ("fsdp2", "torch"),
@@ -69,6 +68,13 @@ def test_gpu_workers_ask_ray_for_a_gpu_each(tmp_path):
 def test_what_ray_decides_is_refused_in_one_line(tmp_path, fields, message):
     with pytest.raises(LaunchdeckError, match=message):
         prepare(ray_request(tmp_path, **fields))
+
+
+@pytest.mark.parametrize("address", ["head", "head:", "head:0", "head:70000", "ray://head:10001", "h$(reboot):6379",
+                                     ":6379"])
+def test_a_ray_address_that_is_not_auto_or_host_port_is_refused(tmp_path, address):
+    with pytest.raises(LaunchdeckError, match="--ray-address"):
+        prepare(ray_request(tmp_path, ray_address=address))
 
 
 def test_a_ray_address_without_the_ray_launcher_is_refused(tmp_path):

@@ -96,8 +96,20 @@ def _ray_shape(req: LaunchRequest) -> _Shape:
     if req.master_addr or req.master_port:
         raise LaunchdeckError("--launcher ray: rank 0's worker picks the rendezvous on its node; drop "
                               "--master-addr/--master-port")
+    check_ray_address(req.ray_address)
     world = req.nproc or DEFAULT_CPU_RANKS
     return _Shape({PLACED_BY_CLUSTER: world}, {PLACED_BY_CLUSTER: list(range(world))}, cpu=req.cpu, here=False)
+
+
+def check_ray_address(text: str | None) -> None:
+    """``auto`` (or none: the cluster this machine is a node of), or the head's HOST:PORT."""
+    if text in (None, "auto"):
+        return
+    host, sep, port = text.rpartition(":")
+    if "://" in text or not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise LaunchdeckError(f"--ray-address {text!r}: expected auto or the head's HOST:PORT (its GCS port, "
+                              "6379 by default; Ray Client's ray:// is not used)")
+    hosts.check_hostname(host, "--ray-address")
 
 
 def _local_shape(req: LaunchRequest) -> _Shape:

@@ -31,8 +31,8 @@ def plan_ray(ctx: ClusterContext) -> LaunchPlan:
     node = NodePlan(PLACED_BY_CLUSTER, [*job.agent, "--", *job.command], job.cwd, python(), job.env,
                     list(range(ctx.world_size)))
     agents = {events.rank_id(rank): PLACED_BY_CLUSTER for rank in node.ranks}
-    driver = [python(), "-m", entrypoints.RAY_DRIVER, os.path.join(ctx.run_dir, FILE)]
-    command = Command("ray", driver, job.cwd, env={"RAY_USAGE_STATS_ENABLED": "0"}, agents=list(agents))
-    plan = make_plan(ctx, "ray", [node], [command], agents, files={os.path.join(ctx.run_dir, FILE): job.to_json()},
-                     cluster_check=[python(), "-m", entrypoints.RAY_CHECK, os.path.join(ctx.run_dir, FILE)])
+    path = os.path.join(ctx.run_dir, FILE)
+    command = Command("ray", [python(), "-m", entrypoints.RAY_DRIVER, path], job.cwd, agents=list(agents))
+    plan = make_plan(ctx, "ray", [node], [command], agents, files={path: job.to_json()},
+                     cluster_check=[python(), "-m", entrypoints.RAY_CHECK, path])
     return dataclasses.replace(plan, master_addr=PLACED_BY_CLUSTER, master_port=0)  # rank 0's worker picks it
