@@ -37,16 +37,20 @@ def job_pids(cluster, host, run_dir: Path) -> list[int]:
 
 
 def payload_pid(cluster, host, run_dir: Path, rank: int) -> int | None:
-    """The payload process of ``rank`` (not its agent, which carries the same rank variables)."""
-    for pid in job_pids(cluster, host, run_dir):
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if PAYLOAD.encode() in argv and AGENT.encode() not in argv and \
-                rankenv.lookup(processes.environ(pid), "RANK") == rank:
-            return pid
-    return None
+    """The payload process of ``rank``: not its agent, which carries the same rank variables, nor its DataLoader
+    workers, forked from it with the same command line (once PIDs wrap, a worker can have the lower PID)."""
+    found = [pid for pid in job_pids(cluster, host, run_dir) if _is_payload(pid, rank)]
+    parents = processes.parents_of(found)
+    return next((pid for pid in found if parents.get(pid) not in found), None)
+
+
+def _is_payload(pid: int, rank: int) -> bool:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return PAYLOAD.encode() in argv and AGENT.encode() not in argv and \
+        rankenv.lookup(processes.environ(pid), "RANK") == rank
 
 
 def wait_for(predicate, timeout: float, step: float = 0.1):
