@@ -2,10 +2,11 @@
 preflight and ``doctor --launcher ray``. One JSON line of facts on stdout, or one line saying what is wrong on
 stderr and exit code 2. A cluster that does not answer is refused within :data:`ATTACH_DEADLINE_S`.
 
-Checked in order, each only after the one before it held: the head answers (a plain TCP connect), this machine
-is a node the driver can attach to, the nodes have room for every worker (CPUs and GPUs per worker, per node: a
-worker never spans two nodes), and each node that has room sees the run directory and runs the same Python,
-torch, DeepSpeed, Ray (and Horovod) as this machine.
+Checked in order, each only after the one before it held: what the runner imports is installed here, the head
+answers (a plain TCP connect), this machine is a node the driver can attach to, the nodes have room for every
+worker (CPUs and GPUs per worker, per node: a worker never spans two nodes), and each node that has room has
+``setsid``, this machine's interpreter and directory, sees the run directory (when the job file is in it), and
+runs the same Python, torch, DeepSpeed, Ray (and Horovod) as this machine.
 """
 
 from __future__ import annotations
@@ -165,10 +166,11 @@ def _deadline(address: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``check JOB.json [--no-shared]`` (doctor: the job file is not in a run record the nodes could see)."""
-    args = argv if argv is not None else sys.argv[1:]
-    path, shared = Path(args[0]), "--no-shared" not in args
+    """``check JOB.json``; a job file outside its run directory (doctor's copy, before any record exists) is not
+    asked to be seen by the nodes."""
+    path = Path((argv if argv is not None else sys.argv[1:])[0])
     job = RayJob.read(path)
+    shared = path.parent == Path(job.run_dir)
     names = PACKAGES + (("horovod",) if job.runner == "horovod" else ())
     try:
         print(json.dumps(check(job, str(path) if shared else None, names)), flush=True)

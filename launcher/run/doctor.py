@@ -62,7 +62,7 @@ def _cluster_doctor(prepared: Prepared, allreduce: bool) -> DoctorReport:
         job.write_text(plan.files[plan.cluster_check[-1]])
         started = time.monotonic()
         try:
-            facts = preflight.check_cluster(plan, [*plan.cluster_check[:-1], str(job), "--no-shared"])
+            facts = preflight.check_cluster(plan, [*plan.cluster_check[:-1], str(job)])
         except LaunchdeckError as error:
             return DoctorReport([], None, False, f"doctor: the {plan.transport} cluster is not ready: {error}")
     found = [_node_check(node, facts["facts"], time.monotonic() - started) for node in facts["nodes"]]
